@@ -1,0 +1,260 @@
+"""The ``lrbench`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, registry
+from .errors import LrbenchError
+from .plugins import list_plugins, load_plugins
+from .progress import stderr_console
+
+
+class LrbenchGroup(click.Group):
+    """Turns lrbench's own errors into one line on stderr and the error's exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LrbenchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LrbenchGroup)
+@click.version_option(__version__, prog_name="lrbench")
+def cli():
+    """lrbench: how much face verification accuracy is lost at low resolution, and won back."""
+
+
+def _dfs_option(default: str):
+    return click.option("--df", "dfs", default=default, show_default=True,
+                        help="Degradation factors: 8, 1-13 or 1,2,4,8 (relative to the backbone's crop).")
+
+
+@cli.command()
+@click.option("--backbone", "-b", required=True, help="Registered backbone (see `lrbench list backbones`).")
+@click.option("--weights", "-w", help="Checkpoint for the backbone (or 'random' where supported).")
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Folder holding the images (or their parent, with pairs.txt).")
+@click.option("--pairs", type=click.Path(path_type=Path), help="Pairs file; default: the protocol's, under --data.")
+@click.option("--landmarks", type=click.Path(path_type=Path),
+              help="5-point landmark file; default: landmarks.txt beside the pairs file.")
+@click.option("--aligned", is_flag=True, help="Images are already aligned crops: resize only, no landmarks.")
+@click.option("--protocol", "-p", default="lfw-view2", show_default=True,
+              help="Registered protocol, or a protocol .toml file.")
+@_dfs_option("1")
+@click.option("--degradation", "-d", default="bicubic", show_default=True, help="Registered degradation.")
+@click.option("--mode", type=click.Choice(["both", "probe"]), default="both", show_default=True,
+              help="Degrade both images of a pair, or only the second (HR gallery vs LR probe).")
+@click.option("--fusion", type=click.Choice(["concat", "sum", "none"]),
+              help="Flip fusion; default: the backbone's preference.")
+@click.option("--threshold-rule", type=click.Choice(["exact", "grid"]), default="exact", show_default=True,
+              help="Per-fold threshold: exact from sorted scores, or the seed's grid.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present).")
+@click.option("--batch-size", default=128, show_default=True, type=int)
+@click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
+              help="Threads decoding and aligning images.")
+@click.option("--out", "-o", type=click.Path(path_type=Path),
+              help="Run directory; default runs/<time>-<backbone>-<protocol>.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Crop cache folder (default ~/.cache/lrbench).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the crop cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+def run(**options):
+    """Evaluate a backbone on a verification protocol across degradation factors."""
+    from .engine import EvalSettings, evaluate
+
+    as_json, out, overwrite = options.pop("as_json"), options.pop("out"), options.pop("overwrite")
+    no_cache, cache_dir = options.pop("no_cache"), options.pop("cache_dir")
+    settings = EvalSettings(**options, show_progress=not as_json and sys.stderr.isatty())
+    if no_cache:
+        settings.cache_dir = None
+    elif cache_dir:
+        settings.cache_dir = cache_dir
+    out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{settings.backbone}-{Path(settings.protocol).stem}"
+    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
+        raise click.UsageError(f"--out {out}: already exists; choose another folder or pass --overwrite")
+    run_data = evaluate(settings)
+    _finish(run_data, out, overwrite, as_json)
+
+
+def _finish(run_data, out: Path, overwrite: bool, as_json: bool) -> None:
+    """Write the run directory and show its results (shared by every command that evaluates)."""
+    from .report import console_table, render, results_json
+    from .results import write_run
+
+    run_data.manifest["command"] = shlex.join(["lrbench", *sys.argv[1:]])
+    run_data.manifest["versions"] = _versions()
+    write_run(run_data, out, overwrite, render=lambda run, folder: render([run], folder))
+    if as_json:
+        click.echo(results_json([run_data]))
+    else:
+        console = Console()
+        console.print(console_table(run_data))
+        console.print(f"run directory: {out}  (report: {out / 'report.html'})")
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import numpy
+    import sklearn
+    import torch
+    import torchvision
+
+    return {
+        "lrbench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "cpu_count": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+    }
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path),
+              help="Where an overlay of several runs goes (default runs/compare-<time>).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+def report(runs, out, as_json):
+    """Re-render a run directory, or overlay several (e.g. an HR model against its LR student)."""
+    from .report import console_table, render, results_json
+    from .results import load_run
+
+    loaded = [load_run(path) for path in runs]
+    if len(loaded) == 1 and out is None:
+        target = loaded[0].path
+        render(loaded, target)
+    else:
+        target = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+        target.mkdir(parents=True, exist_ok=True)
+        render(loaded, target)
+    if as_json:
+        click.echo(results_json(loaded))
+        return
+    console = Console()
+    for run_data in loaded:
+        console.print(console_table(run_data))
+    console.print(f"report: {target / 'report.html'}")
+
+
+@cli.command()
+@click.option("--all", "include_builtin", is_flag=True, help="Include lrbench's built-in plugins.")
+@click.option("--json", "as_json", is_flag=True)
+def plugins(include_builtin, as_json):
+    """List the loaded plugins, their hooks and versions."""
+    rows = list_plugins(include_builtin=include_builtin)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="lrbench plugins" + ("" if include_builtin else " (--all adds built-ins)"))
+    for column in ("name", "distribution", "version", "hooks"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["distribution"] or ("built-in" if row["builtin"] else "-"),
+                      row["version"] or __version__ if row["builtin"] else row["version"] or "-",
+                      ", ".join(row["hooks"]))
+    Console().print(table)
+
+
+_KINDS = ("backbone", "degradation", "protocol", "trainer")
+
+
+def _describe(kind: str, spec) -> dict:
+    if kind == "backbone":
+        return {
+            "input": f"{spec.input.template.name} {spec.input.channel_order}",
+            "embedding": spec.embedding_dim,
+            "score": spec.metric,
+            "flip fusion": spec.flip_fusion,
+            "weights": "required" if spec.needs_weights else "optional",
+            "description": spec.description,
+        }
+    if kind == "protocol":
+        return {"description": spec.description, "expected": spec.expected}
+    return {"description": spec.description}
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice([f"{k}s" for k in _KINDS]), required=False)
+@click.option("--json", "as_json", is_flag=True)
+def list_components(kind, as_json):
+    """List registered backbones, degradations, protocols and trainers with their key metadata."""
+    kinds = [kind[:-1]] if kind else list(_KINDS)
+    found = {
+        k: {name: {"plugin": entry.plugin, **_describe(k, entry.spec)} for name, entry in registry.collect(k).items()}
+        for k in kinds
+    }
+    if as_json:
+        click.echo(json.dumps(found, indent=2, default=str))
+        return
+    console = Console()
+    for k, entries in found.items():
+        table = Table(title=f"{k}s", title_justify="left")
+        columns = ["name", *next(iter(entries.values()), {}).keys()]
+        for column in columns:
+            table.add_column(column)
+        for name, info in entries.items():
+            table.add_row(name, *(str(info[c]) for c in columns[1:]))
+        console.print(table)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same files.")
+@click.option("--folds", default=10, show_default=True)
+@click.option("--pairs-per-fold", default=30, show_default=True, help="Same-person pairs per fold (and as many different).")
+@click.option("--people-per-fold", default=8, show_default=True)
+@click.option("--images-per-person", default=4, show_default=True)
+@click.option("--train-identities", default=40, show_default=True)
+@click.option("--train-images-per-identity", default=10, show_default=True)
+def synth(out, **options):
+    """Write a synthetic LFW-format test set and CASIA-format training set (no external data needed)."""
+    from .synth import synthesize
+
+    paths = synthesize(out, **options)
+    click.echo(f"LFW-format set: {paths.lfw_root} (pairs {paths.pairs}, landmarks {paths.lfw_landmarks})")
+    click.echo(f"training set:   {paths.train_images} (landmarks {paths.train_landmarks})")
+
+
+@cli.command()
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
+@_dfs_option("1-13")
+@click.option("--backbone", "-b", default="lbp", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def demo(out, dfs, backbone, as_json):
+    """The main job on embedded data: synthesise a dataset, sweep DF, write the report."""
+    from .engine import EvalSettings, evaluate
+    from .synth import synthesize
+
+    data = synthesize(out.parent / f"{out.name}-data")
+    settings = EvalSettings(backbone=backbone, data=data.lfw_root, dfs=dfs, cache_dir=None,
+                            show_progress=not as_json and sys.stderr.isatty())
+    _finish(evaluate(settings), out, True, as_json)
+
+
+def _add_plugin_commands() -> None:
+    try:
+        load_plugins().hook.register_commands(cli=cli)
+    except LrbenchError as exc:
+        stderr_console.print(f"Error: {exc}")
+        sys.exit(exc.exit_code)
+
+
+def main() -> None:
+    _add_plugin_commands()
+    cli()

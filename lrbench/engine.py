@@ -1,0 +1,259 @@
+"""The evaluation engine: crops once, features per DF for unique images only, scores, metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import registry
+from .crops import default_cache_dir, landmarks_for, load_crops
+from .degrade import parse_dfs, probe_size
+from .errors import LrbenchError, UsageError
+from .metrics import evaluate_verification
+from .pairs import ProtocolDefinition
+from .progress import progress_bar
+from .results import RunData, definitions
+from .specs import FLIP_FUSIONS, BackboneSpec, InputSpec
+
+MODES = ("both", "probe")
+
+
+@dataclass
+class EvalSettings:
+    """Everything ``lrbench run`` needs; the resolved copy goes into the manifest."""
+
+    backbone: str
+    data: Path
+    dfs: str = "1"
+    weights: str | None = None
+    protocol: str = "lfw-view2"
+    pairs: Path | None = None
+    landmarks: Path | None = None
+    aligned: bool = False
+    degradation: str = "bicubic"
+    mode: str = "both"
+    fusion: str | None = None  # None: the backbone's preference
+    threshold_rule: str = "exact"
+    device: str = "auto"
+    batch_size: int = 128
+    workers: int = 2
+    cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no crop cache
+    show_progress: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name}: not a torch device (try cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def fuse(features: torch.Tensor, flipped: torch.Tensor | None, fusion: str) -> torch.Tensor:
+    """Combine a face's features with its mirror image's: concatenate (the seed), add, or ignore."""
+    if fusion == "concat":
+        return torch.cat([features, flipped], dim=1)
+    if fusion == "sum":
+        return features + flipped
+    return features
+
+
+class FeatureExtractor:
+    """Runs one network over the crops of a protocol at any DF, batch by batch, on one device."""
+
+    def __init__(self, model, crops: np.ndarray, spec: InputSpec, degrade, fusion: str, batch_size: int,
+                 device: torch.device, show_progress: bool = True):
+        self.model = model.to(device).eval()
+        self.crops, self.spec, self.degrade = crops, spec, degrade
+        self.fusion, self.batch_size, self.device = fusion, batch_size, device
+        self.show_progress = show_progress
+        self._hr: torch.Tensor | None = None
+        self._hr_done = np.zeros(len(crops), dtype=bool)
+
+    def features(self, df: int, rows: np.ndarray) -> torch.Tensor:
+        """Fused features at ``df`` as an (N, D) tensor whose ``rows`` are filled.
+
+        DF 1 features are kept, so the HR side of a probe-only sweep is computed once.
+        """
+        if df == 1:
+            todo = rows[~self._hr_done[rows]]
+            if len(todo):
+                computed = self._compute(1, todo)
+                if self._hr is None:
+                    self._hr = torch.zeros(len(self.crops), computed.shape[1])
+                self._hr[torch.as_tensor(todo)] = computed
+                self._hr_done[todo] = True
+            return self._hr
+        computed = self._compute(df, rows)
+        out = torch.zeros(len(self.crops), computed.shape[1])
+        out[torch.as_tensor(rows)] = computed
+        return out
+
+    @torch.inference_mode()
+    def _compute(self, df: int, rows: np.ndarray) -> torch.Tensor:
+        chunks = []
+        with progress_bar(f"features DF {df}", len(rows), self.show_progress) as steps:
+            for start in range(0, len(rows), self.batch_size):
+                batch_rows = rows[start : start + self.batch_size]
+                batch = torch.from_numpy(np.ascontiguousarray(self.crops[batch_rows])).to(self.device)
+                batch = batch.permute(0, 3, 1, 2).float()
+                batch = self.spec.normalise(self.degrade(batch, df))
+                feats = self.model(batch).float()
+                flipped = self.model(batch.flip(3)).float() if self.fusion != "none" else None
+                chunks.append(fuse(feats, flipped, self.fusion).cpu())
+                steps.advance(len(batch_rows))
+        return torch.cat(chunks)
+
+
+def score_pairs(a: torch.Tensor, b: torch.Tensor, metric: str) -> np.ndarray:
+    """Similarity of each row pair: cosine, or the negated Euclidean distance (higher = more alike)."""
+    if metric == "cosine":
+        return torch.nn.functional.cosine_similarity(a, b, dim=1).numpy().astype(np.float64)
+    return (-torch.linalg.vector_norm(a - b, dim=1)).numpy().astype(np.float64)
+
+
+def _sha256(path: Path | None) -> str | None:
+    if path is None or not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _protocol(name: str):
+    """A registered protocol, or a protocol definition file given by path."""
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"--protocol {name}: no such file")
+        return ProtocolDefinition.from_toml(path).spec()
+    return registry.protocol(name)
+
+
+def _build_model(spec: BackboneSpec, weights: str | None):
+    if spec.needs_weights and not weights:
+        raise UsageError(f"backbone {spec.name!r} needs --weights (a checkpoint file, or 'random' for an untrained net)")
+    try:
+        return spec.build(weights)
+    except LrbenchError:
+        raise
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
+        raise UsageError(f"backbone {spec.name!r}: {exc}") from exc
+
+
+def evaluate(settings: EvalSettings) -> RunData:
+    """Run a DF sweep of one backbone on one protocol; returns everything a run directory holds."""
+    if settings.mode not in MODES:
+        raise UsageError(f"--mode {settings.mode}: choose one of {', '.join(MODES)}")
+    if settings.batch_size < 1:
+        raise UsageError(f"--batch-size {settings.batch_size}: must be at least 1")
+    backbone = registry.backbone(settings.backbone)
+    degradation = registry.degradation(settings.degradation)
+    protocol = _protocol(settings.protocol)
+    fusion = settings.fusion or backbone.flip_fusion
+    if fusion not in FLIP_FUSIONS:
+        raise UsageError(f"--fusion {fusion}: choose one of {', '.join(FLIP_FUSIONS)}")
+    template = backbone.input.template
+    dfs = parse_dfs(settings.dfs, template.size)
+    device = resolve_device(settings.device)
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    pairs = protocol.load(Path(settings.data), settings.pairs)
+    landmarks_file = None
+    if not settings.aligned:
+        landmarks_file = Path(settings.landmarks) if settings.landmarks else pairs.landmarks
+        if landmarks_file is None:
+            raise UsageError("no landmark file: pass --landmarks FILE, or --aligned for pre-aligned crops")
+        if not landmarks_file.is_file():
+            raise UsageError(f"--landmarks {landmarks_file}: no such file")
+    landmarks = landmarks_for(pairs.images, landmarks_file) if landmarks_file else None
+    timings["protocol_s"] = time.perf_counter() - started
+
+    model = _build_model(backbone, settings.weights)
+    started = time.perf_counter()
+    crops, cache = load_crops(
+        pairs.root, pairs.images, template, landmarks, workers=settings.workers,
+        cache_dir=settings.cache_dir, show_progress=settings.show_progress,
+    )
+    timings["decode_align_s"] = time.perf_counter() - started
+
+    extractor = FeatureExtractor(model, crops, backbone.input, degradation.apply, fusion,
+                                 settings.batch_size, device, settings.show_progress)
+    first_rows, second_rows = np.unique(pairs.first), np.unique(pairs.second)
+    all_rows = np.unique(np.concatenate([first_rows, second_rows]))
+    rows, fold_rows, roc_rows, scores = [], [], [], {}
+    timings["features_s"] = timings["metrics_s"] = 0.0
+    for df in dfs:
+        started = time.perf_counter()
+        if settings.mode == "both":
+            feats = extractor.features(df, all_rows)
+            gallery = probe = feats
+        else:
+            gallery, probe = extractor.features(1, first_rows), extractor.features(df, second_rows)
+        score = score_pairs(gallery[pairs.first], probe[pairs.second], backbone.metric)
+        timings["features_s"] += time.perf_counter() - started
+        started = time.perf_counter()
+        result = evaluate_verification(score, pairs.same, pairs.folds, rule=settings.threshold_rule)
+        timings["metrics_s"] += time.perf_counter() - started
+        scores[df] = score
+        width, height = probe_size(template.size, df)
+        rows.append({
+            "df": df,
+            "probe_w": width,
+            "probe_h": height,
+            "probe_px": f"{width}×{height}",
+            "interocular_px": round(template.interocular * width / template.size[0], 2),
+            "accuracy_mean": result.accuracy_mean,
+            "accuracy_std": result.accuracy_std,
+            "accuracy_sem": result.accuracy_sem,
+            "auc": result.auc,
+            "eer": result.eer,
+            **{f"tar_at_far_{far:g}": tar for far, tar in result.tar_at_far.items()},
+            "pairs": len(score),
+        })
+        for fold, (acc, threshold) in enumerate(zip(result.fold_accuracy, result.fold_threshold), 1):
+            fold_rows.append({"df": df, "fold": fold, "accuracy": acc, "threshold": threshold})
+        roc_rows.extend({"df": df, "fpr": f, "tpr": t} for f, t in zip(result.roc_fpr, result.roc_tpr))
+
+    manifest = {
+        "backbone": backbone.name,
+        "protocol": protocol.name,
+        "label": f"{backbone.name}" + (f" ({Path(settings.weights).name})" if settings.weights else ""),
+        "settings": {
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+            "dfs": dfs,
+            "fusion": fusion,
+            "device": str(device),
+        },
+        "input": backbone.input.describe(),
+        "degradation": {"name": degradation.name, "description": degradation.description,
+                        "settings": degradation.settings, "mode": settings.mode},
+        "data": {
+            "image_root": str(Path(pairs.root).resolve()),
+            "pairs_file": str(Path(pairs.source).resolve()),
+            "pairs_sha256": _sha256(pairs.source),
+            "landmarks_file": str(landmarks_file.resolve()) if landmarks_file else None,
+            "landmarks_sha256": _sha256(landmarks_file),
+            "pairs": int(len(pairs.same)),
+            "folds": int(pairs.folds.max() + 1),
+            "unique_images": len(pairs.images),
+            "crop_cache": cache,
+        },
+        "weights": {"value": settings.weights, "sha256": _sha256(Path(settings.weights)) if settings.weights else None},
+        "definitions": definitions(backbone.metric, fusion, settings.threshold_rule, settings.mode),
+        "citation": protocol.citation,
+        "timings": timings,
+    }
+    return RunData.from_sweep(manifest, rows, fold_rows, roc_rows, scores, pairs)

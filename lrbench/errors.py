@@ -1,0 +1,19 @@
+"""Errors a user can act on: the CLI prints them as one line, with no traceback."""
+
+
+class LrbenchError(Exception):
+    """A problem with the user's input or data; the message says what and where."""
+
+    exit_code = 1
+
+
+class UsageError(LrbenchError):
+    """A bad option, name or value on the command line (exit code 2, like click's own)."""
+
+    exit_code = 2
+
+
+class DataError(LrbenchError):
+    """A missing, corrupt or malformed input file; the message names the file (and line)."""
+
+    exit_code = 1

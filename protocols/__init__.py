@@ -1,0 +1,1 @@
+"""Declarative benchmark definitions (TOML), shipped with lrbench."""
