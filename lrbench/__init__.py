@@ -7,13 +7,13 @@ from .errors import DataError, LrbenchError, UsageError
 from .hookspecs import hookimpl
 from .specs import (
     ARCFACE_112x112,
-    SPHEREFACE_96x112,
     BackboneSpec,
     CropTemplate,
     DegradationSpec,
     InputSpec,
     PairSet,
     ProtocolSpec,
+    SPHEREFACE_96x112,
     TrainerSpec,
 )
 

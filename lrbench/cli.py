@@ -27,6 +27,8 @@ class LrbenchGroup(click.Group):
             return super().invoke(ctx)
         except LrbenchError as exc:
             click.echo(f"Error: {exc}", err=True)
+            if exc.details:
+                click.echo(exc.details, err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -37,37 +39,82 @@ def cli():
 
 
 def _dfs_option(default: str):
-    return click.option("--df", "dfs", default=default, show_default=True,
-                        help="Degradation factors: 8, 1-13 or 1,2,4,8 (relative to the backbone's crop).")
+    return click.option(
+        "--df",
+        "dfs",
+        default=default,
+        show_default=True,
+        help="Degradation factors: 8, 1-13 or 1,2,4,8 (relative to the backbone's crop).",
+    )
 
 
 @cli.command()
 @click.option("--backbone", "-b", required=True, help="Registered backbone (see `lrbench list backbones`).")
 @click.option("--weights", "-w", help="Checkpoint for the backbone (or 'random' where supported).")
-@click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="Folder holding the images (or their parent, with pairs.txt).")
-@click.option("--pairs", type=click.Path(path_type=Path), help="Pairs file; default: the protocol's, under --data.")
-@click.option("--landmarks", type=click.Path(path_type=Path),
-              help="5-point landmark file; default: landmarks.txt beside the pairs file.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder holding the images (or their parent, with pairs.txt).",
+)
+@click.option(
+    "--pairs", type=click.Path(path_type=Path), help="Pairs file; default: the protocol's, under --data."
+)
+@click.option(
+    "--landmarks",
+    type=click.Path(path_type=Path),
+    help="5-point landmark file; default: landmarks.txt beside the pairs file.",
+)
 @click.option("--aligned", is_flag=True, help="Images are already aligned crops: resize only, no landmarks.")
-@click.option("--protocol", "-p", default="lfw-view2", show_default=True,
-              help="Registered protocol, or a protocol .toml file.")
+@click.option(
+    "--protocol",
+    "-p",
+    default="lfw-view2",
+    show_default=True,
+    help="Registered protocol, or a protocol .toml file.",
+)
 @_dfs_option("1")
 @click.option("--degradation", "-d", default="bicubic", show_default=True, help="Registered degradation.")
-@click.option("--mode", type=click.Choice(["both", "probe"]), default="both", show_default=True,
-              help="Degrade both images of a pair, or only the second (HR gallery vs LR probe).")
-@click.option("--fusion", type=click.Choice(["concat", "sum", "none"]),
-              help="Flip fusion; default: the backbone's preference.")
-@click.option("--threshold-rule", type=click.Choice(["exact", "grid"]), default="exact", show_default=True,
-              help="Per-fold threshold: exact from sorted scores, or the seed's grid.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present).")
+@click.option(
+    "--mode",
+    type=click.Choice(["both", "probe"]),
+    default="both",
+    show_default=True,
+    help="Degrade both images of a pair, or only the second (HR gallery vs LR probe).",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(["concat", "sum", "none"]),
+    help="Flip fusion; default: the backbone's preference.",
+)
+@click.option(
+    "--threshold-rule",
+    type=click.Choice(["exact", "grid"]),
+    default="exact",
+    show_default=True,
+    help="Per-fold threshold: exact from sorted scores, or the seed's grid.",
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present)."
+)
 @click.option("--batch-size", default=128, show_default=True, type=int)
-@click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
-              help="Threads decoding and aligning images.")
-@click.option("--out", "-o", type=click.Path(path_type=Path),
-              help="Run directory; default runs/<time>-<backbone>-<protocol>.")
+@click.option(
+    "--workers",
+    default=min(4, os.cpu_count() or 1),
+    show_default=True,
+    type=int,
+    help="Threads decoding and aligning images.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Run directory; default runs/<time>-<backbone>-<protocol>.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), help="Crop cache folder (default ~/.cache/lrbench).")
+@click.option(
+    "--cache-dir", type=click.Path(path_type=Path), help="Crop cache folder (default ~/.cache/lrbench)."
+)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the crop cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def run(**options):
@@ -81,7 +128,11 @@ def run(**options):
         settings.cache_dir = None
     elif cache_dir:
         settings.cache_dir = cache_dir
-    out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{settings.backbone}-{Path(settings.protocol).stem}"
+    out = (
+        out
+        or Path("runs")
+        / f"{time.strftime('%Y%m%d-%H%M%S')}-{settings.backbone}-{Path(settings.protocol).stem}"
+    )
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
         raise click.UsageError(f"--out {out}: already exists; choose another folder or pass --overwrite")
     run_data = evaluate(settings)
@@ -127,8 +178,12 @@ def _versions() -> dict[str, str]:
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path),
-              help="Where an overlay of several runs goes (default runs/compare-<time>).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Where an overlay of several runs goes (default runs/compare-<time>).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def report(runs, out, as_json):
     """Re-render a run directory, or overlay several (e.g. an HR model against its LR student)."""
@@ -165,9 +220,12 @@ def plugins(include_builtin, as_json):
     for column in ("name", "distribution", "version", "hooks"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], row["distribution"] or ("built-in" if row["builtin"] else "-"),
-                      row["version"] or __version__ if row["builtin"] else row["version"] or "-",
-                      ", ".join(row["hooks"]))
+        table.add_row(
+            row["name"],
+            row["distribution"] or ("built-in" if row["builtin"] else "-"),
+            row["version"] or __version__ if row["builtin"] else row["version"] or "-",
+            ", ".join(row["hooks"]),
+        )
     Console().print(table)
 
 
@@ -196,7 +254,10 @@ def list_components(kind, as_json):
     """List registered backbones, degradations, protocols and trainers with their key metadata."""
     kinds = [kind[:-1]] if kind else list(_KINDS)
     found = {
-        k: {name: {"plugin": entry.plugin, **_describe(k, entry.spec)} for name, entry in registry.collect(k).items()}
+        k: {
+            name: {"plugin": entry.plugin, **_describe(k, entry.spec)}
+            for name, entry in registry.collect(k).items()
+        }
         for k in kinds
     }
     if as_json:
@@ -217,7 +278,12 @@ def list_components(kind, as_json):
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same files.")
 @click.option("--folds", default=10, show_default=True)
-@click.option("--pairs-per-fold", default=30, show_default=True, help="Same-person pairs per fold (and as many different).")
+@click.option(
+    "--pairs-per-fold",
+    default=30,
+    show_default=True,
+    help="Same-person pairs per fold (and as many different).",
+)
 @click.option("--people-per-fold", default=8, show_default=True)
 @click.option("--images-per-person", default=4, show_default=True)
 @click.option("--train-identities", default=40, show_default=True)
@@ -242,8 +308,13 @@ def demo(out, dfs, backbone, as_json):
     from .synth import synthesize
 
     data = synthesize(out.parent / f"{out.name}-data")
-    settings = EvalSettings(backbone=backbone, data=data.lfw_root, dfs=dfs, cache_dir=None,
-                            show_progress=not as_json and sys.stderr.isatty())
+    settings = EvalSettings(
+        backbone=backbone,
+        data=data.lfw_root,
+        dfs=dfs,
+        cache_dir=None,
+        show_progress=not as_json and sys.stderr.isatty(),
+    )
     _finish(evaluate(settings), out, True, as_json)
 
 

@@ -42,7 +42,9 @@ def read_landmarks(path: Path) -> dict[str, np.ndarray]:
         try:
             points = np.array([float(v) for v in fields[1:]]).reshape(5, 2)
         except ValueError:
-            raise DataError(f"{path}:{line_no}: coordinates must be numbers, got {' '.join(fields[1:])!r}") from None
+            raise DataError(
+                f"{path}:{line_no}: coordinates must be numbers, got {' '.join(fields[1:])!r}"
+            ) from None
         if not np.isfinite(points).all():
             raise DataError(f"{path}:{line_no}: coordinates must be finite")
         table[Path(fields[0]).as_posix()] = points
@@ -86,7 +88,11 @@ def _file_stats(root: Path, images: list[str]) -> list[tuple[int, int]]:
 def cache_key(root: Path, images: list[str], template: CropTemplate, landmarks: np.ndarray | None) -> str:
     """Identity of a crop set: data (paths, sizes, mtimes), landmark values and the crop template."""
     digest = hashlib.sha256()
-    header = {"format": CACHE_FORMAT, "root": str(root.resolve()), "template": [template.size, template.points]}
+    header = {
+        "format": CACHE_FORMAT,
+        "root": str(root.resolve()),
+        "template": [template.size, template.points],
+    }
     digest.update(json.dumps(header).encode())
     digest.update(json.dumps(list(zip(images, _file_stats(root, images)))).encode())
     digest.update(b"aligned" if landmarks is None else np.ascontiguousarray(landmarks, np.float64).tobytes())
@@ -132,9 +138,10 @@ def load_crops(
     def work(i: int) -> None:
         crops[i] = _crop_one(root / images[i], template, None if landmarks is None else landmarks[i])
 
-    with progress_bar("decode + align", len(images), show_progress) as steps, ThreadPoolExecutor(
-        max(1, workers)
-    ) as pool:
+    with (
+        progress_bar("decode + align", len(images), show_progress) as steps,
+        ThreadPoolExecutor(max(1, workers)) as pool,
+    ):
         for _ in pool.map(work, range(len(images))):
             steps.advance()
     if cache_file is not None:

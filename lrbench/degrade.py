@@ -13,7 +13,7 @@ _DF_ITEM = re.compile(r"^(-?\d+)(?:-(-?\d+))?$")
 
 
 def probe_size(crop_size: tuple[int, int], df: int) -> tuple[int, int]:
-    """The low-resolution size (width, height) of a crop at degradation factor ``df``, as the seed computes it."""
+    """The low-resolution (width, height) of a crop at degradation factor ``df``, as the seed computes it."""
     width, height = crop_size
     return int(width / df), int(height / df)
 
@@ -36,7 +36,8 @@ def parse_dfs(text: str, crop_size: tuple[int, int]) -> list[int]:
             raise UsageError(f"--df {text}: DF must be at least 1, got {df}")
         if df > limit:
             raise UsageError(
-                f"--df {text}: DF {df} is larger than the {crop_size[0]}×{crop_size[1]} crop (at most {limit})"
+                f"--df {text}: DF {df} is larger than the {crop_size[0]}×{crop_size[1]} crop "
+                f"(at most {limit})"
             )
     return sorted(dfs)
 

@@ -13,7 +13,7 @@ import torch
 from . import registry
 from .crops import default_cache_dir, landmarks_for, load_crops
 from .degrade import parse_dfs, probe_size
-from .errors import LrbenchError, UsageError
+from .errors import DataError, LrbenchError, UsageError
 from .metrics import evaluate_verification
 from .pairs import ProtocolDefinition
 from .progress import progress_bar
@@ -70,8 +70,17 @@ def fuse(features: torch.Tensor, flipped: torch.Tensor | None, fusion: str) -> t
 class FeatureExtractor:
     """Runs one network over the crops of a protocol at any DF, batch by batch, on one device."""
 
-    def __init__(self, model, crops: np.ndarray, spec: InputSpec, degrade, fusion: str, batch_size: int,
-                 device: torch.device, show_progress: bool = True):
+    def __init__(
+        self,
+        model,
+        crops: np.ndarray,
+        spec: InputSpec,
+        degrade,
+        fusion: str,
+        batch_size: int,
+        device: torch.device,
+        show_progress: bool = True,
+    ):
         self.model = model.to(device).eval()
         self.crops, self.spec, self.degrade = crops, spec, degrade
         self.fusion, self.batch_size, self.device = fusion, batch_size, device
@@ -143,7 +152,9 @@ def _protocol(name: str):
 
 def _build_model(spec: BackboneSpec, weights: str | None):
     if spec.needs_weights and not weights:
-        raise UsageError(f"backbone {spec.name!r} needs --weights (a checkpoint file, or 'random' for an untrained net)")
+        raise UsageError(
+            f"backbone {spec.name!r} needs --weights (a checkpoint file, or 'random' for an untrained net)"
+        )
     try:
         return spec.build(weights)
     except LrbenchError:
@@ -184,13 +195,26 @@ def evaluate(settings: EvalSettings) -> RunData:
     model = _build_model(backbone, settings.weights)
     started = time.perf_counter()
     crops, cache = load_crops(
-        pairs.root, pairs.images, template, landmarks, workers=settings.workers,
-        cache_dir=settings.cache_dir, show_progress=settings.show_progress,
+        pairs.root,
+        pairs.images,
+        template,
+        landmarks,
+        workers=settings.workers,
+        cache_dir=settings.cache_dir,
+        show_progress=settings.show_progress,
     )
     timings["decode_align_s"] = time.perf_counter() - started
 
-    extractor = FeatureExtractor(model, crops, backbone.input, degradation.apply, fusion,
-                                 settings.batch_size, device, settings.show_progress)
+    extractor = FeatureExtractor(
+        model,
+        crops,
+        backbone.input,
+        degradation.apply,
+        fusion,
+        settings.batch_size,
+        device,
+        settings.show_progress,
+    )
     first_rows, second_rows = np.unique(pairs.first), np.unique(pairs.second)
     all_rows = np.unique(np.concatenate([first_rows, second_rows]))
     rows, fold_rows, roc_rows, scores = [], [], [], {}
@@ -205,24 +229,29 @@ def evaluate(settings: EvalSettings) -> RunData:
         score = score_pairs(gallery[pairs.first], probe[pairs.second], backbone.metric)
         timings["features_s"] += time.perf_counter() - started
         started = time.perf_counter()
-        result = evaluate_verification(score, pairs.same, pairs.folds, rule=settings.threshold_rule)
+        try:
+            result = evaluate_verification(score, pairs.same, pairs.folds, rule=settings.threshold_rule)
+        except ValueError as exc:
+            raise DataError(f"{pairs.source}: cannot score this protocol: {exc}") from exc
         timings["metrics_s"] += time.perf_counter() - started
         scores[df] = score
         width, height = probe_size(template.size, df)
-        rows.append({
-            "df": df,
-            "probe_w": width,
-            "probe_h": height,
-            "probe_px": f"{width}×{height}",
-            "interocular_px": round(template.interocular * width / template.size[0], 2),
-            "accuracy_mean": result.accuracy_mean,
-            "accuracy_std": result.accuracy_std,
-            "accuracy_sem": result.accuracy_sem,
-            "auc": result.auc,
-            "eer": result.eer,
-            **{f"tar_at_far_{far:g}": tar for far, tar in result.tar_at_far.items()},
-            "pairs": len(score),
-        })
+        rows.append(
+            {
+                "df": df,
+                "probe_w": width,
+                "probe_h": height,
+                "probe_px": f"{width}×{height}",
+                "interocular_px": round(template.interocular * width / template.size[0], 2),
+                "accuracy_mean": result.accuracy_mean,
+                "accuracy_std": result.accuracy_std,
+                "accuracy_sem": result.accuracy_sem,
+                "auc": result.auc,
+                "eer": result.eer,
+                **{f"tar_at_far_{far:g}": tar for far, tar in result.tar_at_far.items()},
+                "pairs": len(score),
+            }
+        )
         for fold, (acc, threshold) in enumerate(zip(result.fold_accuracy, result.fold_threshold), 1):
             fold_rows.append({"df": df, "fold": fold, "accuracy": acc, "threshold": threshold})
         roc_rows.extend({"df": df, "fpr": f, "tpr": t} for f, t in zip(result.roc_fpr, result.roc_tpr))
@@ -238,8 +267,12 @@ def evaluate(settings: EvalSettings) -> RunData:
             "device": str(device),
         },
         "input": backbone.input.describe(),
-        "degradation": {"name": degradation.name, "description": degradation.description,
-                        "settings": degradation.settings, "mode": settings.mode},
+        "degradation": {
+            "name": degradation.name,
+            "description": degradation.description,
+            "settings": degradation.settings,
+            "mode": settings.mode,
+        },
         "data": {
             "image_root": str(Path(pairs.root).resolve()),
             "pairs_file": str(Path(pairs.source).resolve()),
@@ -251,7 +284,10 @@ def evaluate(settings: EvalSettings) -> RunData:
             "unique_images": len(pairs.images),
             "crop_cache": cache,
         },
-        "weights": {"value": settings.weights, "sha256": _sha256(Path(settings.weights)) if settings.weights else None},
+        "weights": {
+            "value": settings.weights,
+            "sha256": _sha256(Path(settings.weights)) if settings.weights else None,
+        },
         "definitions": definitions(backbone.metric, fusion, settings.threshold_rule, settings.mode),
         "citation": protocol.citation,
         "timings": timings,

@@ -2,9 +2,13 @@
 
 
 class LrbenchError(Exception):
-    """A problem with the user's input or data; the message says what and where."""
+    """A problem with the user's input or data; the message says what and where.
+
+    ``details`` (optional) holds supporting lines, such as a table of mismatched checkpoint keys.
+    """
 
     exit_code = 1
+    details: str | None = None
 
 
 class UsageError(LrbenchError):

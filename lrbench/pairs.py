@@ -126,7 +126,9 @@ def parse_lfw_pairs(path: Path) -> list[PairRecord]:
         raise DataError(f"{path}: empty pairs file")
     header = lines[0].split()
     if len(header) != 2 or not all(h.isdigit() and int(h) > 0 for h in header):
-        raise DataError(f"{path}:1: header must be 'folds<TAB>pairs_per_fold' (e.g. '10\\t300'), got {lines[0]!r}")
+        raise DataError(
+            f"{path}:1: header must be 'folds<TAB>pairs_per_fold' (e.g. '10\\t300'), got {lines[0]!r}"
+        )
     n_folds, per_class = int(header[0]), int(header[1])
     expected_lines = n_folds * 2 * per_class
     body = lines[1:]

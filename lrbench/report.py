@@ -79,8 +79,13 @@ def plot_roc(runs: list[RunData], path: Path) -> None:
             points = run.roc[run.roc["df"] == df]
             probe = run.results.loc[run.results["df"] == df, "probe_px"].iloc[0]
             label = f"DF {df} ({probe})" + (f" · {run.label}" if len(runs) > 1 else "")
-            ax.plot(points["fpr"].clip(lower=1e-4), points["tpr"], styles[k % len(styles)],
-                    color=colours[df], label=label)
+            ax.plot(
+                points["fpr"].clip(lower=1e-4),
+                points["tpr"],
+                styles[k % len(styles)],
+                color=colours[df],
+                label=label,
+            )
     ax.set_xscale("log")
     ax.set_xlim(1e-4, 1)
     ax.set_ylim(0, 1.01)
@@ -97,8 +102,14 @@ def plot_accuracy(runs: list[RunData], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for run in runs:
         table = run.results.sort_values("interocular_px")
-        ax.errorbar(table["interocular_px"], 100 * table["accuracy_mean"], yerr=100 * table["accuracy_std"],
-                    marker="o", capsize=3, label=run.label)
+        ax.errorbar(
+            table["interocular_px"],
+            100 * table["accuracy_mean"],
+            yerr=100 * table["accuracy_std"],
+            marker="o",
+            capsize=3,
+            label=run.label,
+        )
     reference = runs[0].results.sort_values("interocular_px")
     ax.set_xscale("log")
     ax.set_xticks(reference["interocular_px"])
@@ -158,7 +169,9 @@ def html_report(runs: list[RunData], folder: Path) -> str:
         data = manifest.get("data", {})
         facts = {
             "pairs file": data.get("pairs_file"),
-            "pairs / folds / unique images": f"{data.get('pairs')} / {data.get('folds')} / {data.get('unique_images')}",
+            "pairs / folds / unique images": " / ".join(
+                str(data.get(key)) for key in ("pairs", "folds", "unique_images")
+            ),
             "degradation": f"{manifest['degradation']['name']}: {manifest['degradation']['description']}",
             "input": json.dumps(manifest.get("input")),
             "weights": json.dumps(manifest.get("weights")),

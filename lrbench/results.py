@@ -49,7 +49,8 @@ def definitions(metric: str, fusion: str, threshold_rule: str, mode: str) -> dic
         "flip_fusion": _FUSIONS[fusion],
         "spread": "accuracy_std: population standard deviation (ddof=0) of the fold accuracies; "
         "accuracy_sem: sample standard deviation (ddof=1) / sqrt(folds)",
-        "aggregation": "accuracy is the mean of the per-fold accuracies; AUC, EER, TAR@FAR and ROC pool all pairs",
+        "aggregation": "accuracy is the mean of the per-fold accuracies; "
+        "AUC, EER, TAR@FAR and ROC pool all pairs",
         "degraded": _MODES[mode],
     }
 

@@ -1,0 +1,127 @@
+"""Loading checkpoints the way researchers actually have them: prefixed, wrapped, in foreign layouts."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import DataError
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.")
+STATE_KEYS = ("state_dict", "model", "model_state_dict", "net")
+_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """A foreign parameter layout: ``convert`` renames (and reshapes) its state dict into the model's own."""
+
+    name: str
+    convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file (``weights_only``), unwrapped from common containers and prefixes."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint file")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read checkpoint ({first_line})") from None
+    if isinstance(loaded, dict):
+        for key in STATE_KEYS:
+            if isinstance(loaded.get(key), dict):
+                loaded = loaded[key]
+                break
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise DataError(f"{path}: not a state dict (expected a mapping of parameter names to tensors)")
+    return strip_prefixes(loaded)
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove DataParallel/DDP, torch.compile and training-wrapper prefixes, however they are nested."""
+    stripped = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix) :], True
+        stripped[key] = value
+    return stripped
+
+
+@dataclass
+class Mismatch:
+    missing: list[str]
+    unexpected: list[str]
+    misshaped: list[tuple[str, tuple, tuple]]
+
+    @property
+    def size(self) -> int:
+        return len(self.missing) + len(self.unexpected) + len(self.misshaped)
+
+    def table(self) -> str:
+        lines = []
+        for title, items in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if items:
+                more = f" … ({len(items)} in all)" if len(items) > _SHOWN else ""
+                lines.append(f"  {title:<11} {', '.join(items[:_SHOWN])}{more}")
+        for key, want, got in self.misshaped[:_SHOWN]:
+            lines.append(f"  mis-shaped  {key}: model {list(want)}, checkpoint {list(got)}")
+        return "\n".join(lines)
+
+
+def compare(model: torch.nn.Module, state: dict[str, torch.Tensor], ignore: tuple[str, ...] = ()) -> Mismatch:
+    """How ``state`` differs from the model's own parameters and buffers (keys starting with ``ignore`` skipped)."""
+    own = model.state_dict()
+    keys = [k for k in state if not k.startswith(ignore)] if ignore else list(state)
+    return Mismatch(
+        missing=[k for k in own if k not in state],
+        unexpected=[k for k in keys if k not in own],
+        misshaped=[(k, tuple(own[k].shape), tuple(state[k].shape)) for k in keys
+                   if k in own and own[k].shape != state[k].shape],
+    )
+
+
+def load_weights(
+    model: torch.nn.Module,
+    path: str | Path,
+    layouts: tuple[CheckpointLayout, ...] = (),
+    ignore: tuple[str, ...] = (),
+) -> str:
+    """Load a checkpoint in the model's own layout or any of ``layouts``; returns the layout's name.
+
+    Keys starting with ``ignore`` (e.g. a classifier head that evaluation does not use) may be present
+    or absent. When no layout fits, the error shows the mismatch of the closest one.
+    """
+    state = read_state_dict(path)
+    candidates = [("native", state)]
+    for layout in layouts:
+        try:
+            candidates.append((layout.name, layout.convert(state)))
+        except (KeyError, ValueError, RuntimeError):
+            continue  # the checkpoint is not in this layout
+    best_name, best = None, None
+    for name, converted in candidates:
+        converted = {k: v for k, v in converted.items() if not k.startswith(ignore)} if ignore else converted
+        mismatch = compare(model, converted)
+        if mismatch.size == 0:
+            model.load_state_dict(converted, strict=True)
+            return name
+        if best is None or mismatch.size < best.size:
+            best_name, best = name, mismatch
+    layouts_tried = ", ".join(name for name, _ in candidates)
+    error = DataError(
+        f"{path}: checkpoint fits none of the layouts ({layouts_tried}); closest is {best_name!r} "
+        f"with {len(best.missing)} missing, {len(best.unexpected)} unexpected, {len(best.misshaped)} mis-shaped keys"
+    )
+    error.details = best.table()
+    raise error

@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+
+import torch
+from click.testing import CliRunner
+
+from lrbench import BackboneSpec, InputSpec, SPHEREFACE_96x112, hookimpl, registry
+from lrbench.cli import cli
+from lrbench.errors import LrbenchError
+
+
+class MeanColourNet(torch.nn.Module):
+    """A tiny backbone: mean colour of a 4×4 grid of cells."""
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+
+class TinyBackbonePlugin:
+    @hookimpl
+    def register_backbones(self, register):
+        register(BackboneSpec("tiny-test", lambda weights: MeanColourNet(), InputSpec(SPHEREFACE_96x112), 48))
+
+
+def test_in_test_plugin_is_listed_and_its_backbone_runs(plugin_manager, synth_data, tmp_path):
+    plugin_manager.register_for_test(TinyBackbonePlugin(), name="tiny-test-plugin")
+    listing = CliRunner().invoke(cli, ["plugins", "--json"])
+    rows = {row["name"]: row for row in json.loads(listing.stdout)}
+    assert rows["tiny-test-plugin"]["hooks"] == ["register_backbones"]
+    assert registry.collect("backbone")["tiny-test"].plugin == "tiny-test-plugin"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "-b",
+            "tiny-test",
+            "--data",
+            str(synth_data.lfw_root),
+            "--df",
+            "1,2",
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["results"]) == 2
+
+
+def test_builtins_are_registered_from_the_fixed_tuple():
+    rows = {row["name"] for row in json.loads(CliRunner().invoke(cli, ["plugins", "--all", "--json"]).stdout)}
+    assert {"lrbench_plugins.lbp", "lrbench_plugins.resize", "lrbench_plugins.pairs_protocols"} <= rows
+
+
+class BrokenPlugin:
+    @hookimpl
+    def register_degradations(self, register):
+        raise RuntimeError("boom")
+
+
+def test_a_failing_plugin_is_named(plugin_manager):
+    plugin_manager.register_for_test(BrokenPlugin(), name="broken-plugin")
+    try:
+        registry.collect("degradation")
+    except LrbenchError as exc:
+        assert "broken-plugin" in str(exc) and "boom" in str(exc)
+    else:
+        raise AssertionError("expected an error naming the plugin")
+
+
+def test_duplicate_names_are_refused(plugin_manager):
+    class Duplicate:
+        @hookimpl
+        def register_backbones(self, register):
+            register(BackboneSpec("lbp", lambda weights: MeanColourNet(), InputSpec(SPHEREFACE_96x112), 48))
+
+    plugin_manager.register_for_test(Duplicate(), name="duplicate-plugin")
+    try:
+        registry.collect("backbone")
+    except LrbenchError as exc:
+        assert "'lbp' is registered by both" in str(exc)
+    else:
+        raise AssertionError("expected a duplicate-name error")
+
+
+def test_python_dash_m_and_empty_plugin_list():
+    out = subprocess.run(
+        [sys.executable, "-m", "lrbench", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        env={"LRBENCH_LOAD_PLUGINS": "", "PATH": ""},
+        check=True,
+    )
+    assert json.loads(out.stdout) == []
