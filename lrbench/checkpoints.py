@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,14 @@ _SHOWN = 8
 
 @dataclass(frozen=True)
 class CheckpointLayout:
-    """A foreign parameter layout: ``convert`` renames (and reshapes) its state dict into the model's own."""
+    """A foreign parameter layout: ``renames`` maps its parameter names to the model's own."""
 
     name: str
-    convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    renames: dict[str, str]
+
+    def convert(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Renamed copy of ``state``; names the layout does not know are kept, to be reported as unexpected."""
+        return {self.renames.get(key, key): value for key, value in state.items()}
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -86,8 +89,9 @@ def compare(model: torch.nn.Module, state: dict[str, torch.Tensor], ignore: tupl
     return Mismatch(
         missing=[k for k in own if k not in state],
         unexpected=[k for k in keys if k not in own],
-        misshaped=[(k, tuple(own[k].shape), tuple(state[k].shape)) for k in keys
-                   if k in own and own[k].shape != state[k].shape],
+        misshaped=[
+            (k, tuple(own[k].shape), tuple(state[k].shape)) for k in keys if k in own and own[k].shape != state[k].shape
+        ],
     )
 
 
@@ -104,11 +108,7 @@ def load_weights(
     """
     state = read_state_dict(path)
     candidates = [("native", state)]
-    for layout in layouts:
-        try:
-            candidates.append((layout.name, layout.convert(state)))
-        except (KeyError, ValueError, RuntimeError):
-            continue  # the checkpoint is not in this layout
+    candidates += [(layout.name, layout.convert(state)) for layout in layouts if layout.renames.keys() & state.keys()]
     best_name, best = None, None
     for name, converted in candidates:
         converted = {k: v for k, v in converted.items() if not k.startswith(ignore)} if ignore else converted

@@ -51,6 +51,8 @@ def _dfs_option(default: str):
 @cli.command()
 @click.option("--backbone", "-b", required=True, help="Registered backbone (see `lrbench list backbones`).")
 @click.option("--weights", "-w", help="Checkpoint for the backbone (or 'random' where supported).")
+@click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
+              help="A backbone option, e.g. depth=36 (see `lrbench list backbones`); repeatable.")
 @click.option(
     "--data",
     type=click.Path(path_type=Path),

@@ -13,12 +13,13 @@ import torch
 from . import registry
 from .crops import default_cache_dir, landmarks_for, load_crops
 from .degrade import parse_dfs, probe_size
-from .errors import DataError, LrbenchError, UsageError
+from .errors import DataError, UsageError
 from .metrics import evaluate_verification
+from .models import build_backbone, parse_options
 from .pairs import ProtocolDefinition
 from .progress import progress_bar
 from .results import RunData, definitions
-from .specs import FLIP_FUSIONS, BackboneSpec, InputSpec
+from .specs import FLIP_FUSIONS, InputSpec
 
 MODES = ("both", "probe")
 
@@ -31,6 +32,7 @@ class EvalSettings:
     data: Path
     dfs: str = "1"
     weights: str | None = None
+    options: tuple[str, ...] = ()  # backbone options as name=value
     protocol: str = "lfw-view2"
     pairs: Path | None = None
     landmarks: Path | None = None
@@ -150,19 +152,6 @@ def _protocol(name: str):
     return registry.protocol(name)
 
 
-def _build_model(spec: BackboneSpec, weights: str | None):
-    if spec.needs_weights and not weights:
-        raise UsageError(
-            f"backbone {spec.name!r} needs --weights (a checkpoint file, or 'random' for an untrained net)"
-        )
-    try:
-        return spec.build(weights)
-    except LrbenchError:
-        raise
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
-        raise UsageError(f"backbone {spec.name!r}: {exc}") from exc
-
-
 def evaluate(settings: EvalSettings) -> RunData:
     """Run a DF sweep of one backbone on one protocol; returns everything a run directory holds."""
     if settings.mode not in MODES:
@@ -192,7 +181,7 @@ def evaluate(settings: EvalSettings) -> RunData:
     landmarks = landmarks_for(pairs.images, landmarks_file) if landmarks_file else None
     timings["protocol_s"] = time.perf_counter() - started
 
-    model = _build_model(backbone, settings.weights)
+    model = build_backbone(backbone, settings.weights, parse_options(backbone, settings.options))
     started = time.perf_counter()
     crops, cache = load_crops(
         pairs.root,

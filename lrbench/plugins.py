@@ -16,6 +16,9 @@ LOAD_PLUGINS_ENV = "LRBENCH_LOAD_PLUGINS"
 
 DEFAULT_PLUGINS = (
     "lrbench_plugins.lbp",
+    "lrbench_plugins.sphereface",
+    "lrbench_plugins.alexnet",
+    "lrbench_plugins.dlib_resnet",
     "lrbench_plugins.resize",
     "lrbench_plugins.pairs_protocols",
 )

@@ -75,16 +75,24 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A face network: ``build(weights)`` returns an eval-mode ``nn.Module`` mapping a batch to embeddings."""
+    """A face network: ``build(weights, **options)`` returns an ``nn.Module`` mapping a batch to embeddings.
+
+    ``weights`` is None (no weights given), ``"random"`` (an untrained network, if the backbone allows it)
+    or what the user passed to ``--weights``. ``options`` lists the keyword options ``build`` accepts
+    (``--option name=value``) with their defaults; ``checkpoint_layouts`` names the foreign checkpoint
+    layouts it can load, for listings.
+    """
 
     name: str
-    build: Callable[[str | None], torch.nn.Module]
+    build: Callable[..., torch.nn.Module]
     input: InputSpec
     embedding_dim: int
     metric: str = "cosine"
     flip_fusion: str = "concat"
     needs_weights: bool = False
     description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    checkpoint_layouts: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.metric not in METRICS:
