@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -20,7 +21,11 @@ from .progress import stderr_console
 
 
 class LrbenchGroup(click.Group):
-    """Turns lrbench's own errors into one line on stderr and the error's exit code."""
+    """Records the command line for manifests; turns lrbench's errors into one line and their exit code."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["lrbench.argv"] = ["lrbench", *args]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         try:
@@ -39,106 +44,129 @@ def cli():
 
 
 def _dfs_option(default: str):
-    return click.option(
-        "--df",
-        "dfs",
-        default=default,
-        show_default=True,
-        help="Degradation factors: 8, 1-13 or 1,2,4,8 (relative to the backbone's crop).",
-    )
+    return click.option("--df", "dfs", default=default, show_default=True,
+                        help="Degradation factors: 8, 1-13 or 1,2,4,8 (relative to the backbone's crop).")
 
 
-@cli.command()
-@click.option("--backbone", "-b", required=True, help="Registered backbone (see `lrbench list backbones`).")
-@click.option("--weights", "-w", help="Checkpoint for the backbone (or 'random' where supported).")
-@click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
-              help="A backbone option, e.g. depth=36 (see `lrbench list backbones`); repeatable.")
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Folder holding the images (or their parent, with pairs.txt).",
-)
-@click.option(
-    "--pairs", type=click.Path(path_type=Path), help="Pairs file; default: the protocol's, under --data."
-)
-@click.option(
-    "--landmarks",
-    type=click.Path(path_type=Path),
-    help="5-point landmark file; default: landmarks.txt beside the pairs file.",
-)
-@click.option("--aligned", is_flag=True, help="Images are already aligned crops: resize only, no landmarks.")
-@click.option(
-    "--protocol",
-    "-p",
-    default="lfw-view2",
-    show_default=True,
-    help="Registered protocol, or a protocol .toml file.",
-)
-@_dfs_option("1")
-@click.option("--degradation", "-d", default="bicubic", show_default=True, help="Registered degradation.")
-@click.option(
-    "--mode",
-    type=click.Choice(["both", "probe"]),
-    default="both",
-    show_default=True,
-    help="Degrade both images of a pair, or only the second (HR gallery vs LR probe).",
-)
-@click.option(
-    "--fusion",
-    type=click.Choice(["concat", "sum", "none"]),
-    help="Flip fusion; default: the backbone's preference.",
-)
-@click.option(
-    "--threshold-rule",
-    type=click.Choice(["exact", "grid"]),
-    default="exact",
-    show_default=True,
-    help="Per-fold threshold: exact from sorted scores, or the seed's grid.",
-)
-@click.option(
-    "--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present)."
-)
-@click.option("--batch-size", default=128, show_default=True, type=int)
-@click.option(
-    "--workers",
-    default=min(4, os.cpu_count() or 1),
-    show_default=True,
-    type=int,
-    help="Threads decoding and aligning images.",
-)
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    help="Run directory; default runs/<time>-<backbone>-<protocol>.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option(
-    "--cache-dir", type=click.Path(path_type=Path), help="Crop cache folder (default ~/.cache/lrbench)."
-)
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the crop cache.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def run(**options):
-    """Evaluate a backbone on a verification protocol across degradation factors."""
-    from .engine import EvalSettings, evaluate
+def _options(*decorators):
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
 
-    as_json, out, overwrite = options.pop("as_json"), options.pop("out"), options.pop("overwrite")
+    return apply
+
+
+# What every command that runs a backbone over a protocol's images needs (run, embed).
+_backbone_on_data = _options(
+    click.option("--backbone", "-b", required=True, help="Registered backbone (see `lrbench list backbones`)."),
+    click.option("--weights", "-w", help="Checkpoint for the backbone ('random': untrained, where supported)."),
+    click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
+                 help="A backbone option, e.g. depth=36 (see `lrbench list backbones`); repeatable."),
+    click.option("--data", type=click.Path(path_type=Path), required=True,
+                 help="Folder holding the images (or their parent, with pairs.txt)."),
+    click.option("--pairs", type=click.Path(path_type=Path),
+                 help="Pairs file; default: the protocol's, in --data or its parent."),
+    click.option("--landmarks", type=click.Path(path_type=Path),
+                 help="5-point landmark file; default: landmarks.txt beside the pairs file."),
+    click.option("--aligned", is_flag=True, help="Images are already aligned crops: resize only, no landmarks."),
+    click.option("--protocol", "-p", default="lfw-view2", show_default=True,
+                 help="Registered protocol, or a protocol .toml file."),
+    click.option("--degradation", "-d", default="bicubic", show_default=True, help="Registered degradation."),
+    click.option("--fusion", type=click.Choice(["concat", "sum", "none"]),
+                 help="Flip fusion; default: the backbone's preference."),
+    click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present)."),
+    click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+                 help="Network arithmetic (autocast); fp16 needs CUDA."),
+    click.option("--channels-last/--no-channels-last", default=None,
+                 help="NHWC memory format (default: on for CUDA)."),
+    click.option("--compile", is_flag=True, help="torch.compile the network first (pays off on long sweeps)."),
+    click.option("--batch-size", default=128, show_default=True, type=int),
+    click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
+                 help="Threads decoding and aligning images."),
+    click.option("--cache-dir", type=click.Path(path_type=Path),
+                 help="Crop cache folder (default ~/.cache/lrbench or $LRBENCH_CACHE_DIR)."),
+    click.option("--no-cache", is_flag=True, help="Neither read nor write the crop cache."),
+)
+
+
+def _settings(options: dict, show_progress: bool):
+    """EvalSettings from the shared options (consumed from ``options``)."""
+    from .engine import EvalSettings
+
     no_cache, cache_dir = options.pop("no_cache"), options.pop("cache_dir")
-    settings = EvalSettings(**options, show_progress=not as_json and sys.stderr.isatty())
+    settings = EvalSettings(**options, show_progress=show_progress)
     if no_cache:
         settings.cache_dir = None
     elif cache_dir:
         settings.cache_dir = cache_dir
-    out = (
-        out
-        or Path("runs")
-        / f"{time.strftime('%Y%m%d-%H%M%S')}-{settings.backbone}-{Path(settings.protocol).stem}"
-    )
+    return settings
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
         raise click.UsageError(f"--out {out}: already exists; choose another folder or pass --overwrite")
-    run_data = evaluate(settings)
-    _finish(run_data, out, overwrite, as_json)
+
+
+@cli.command()
+@_backbone_on_data
+@_dfs_option("1")
+@click.option("--mode", type=click.Choice(["both", "probe"]), default="both", show_default=True,
+              help="Degrade both images of a pair, or only the second (HR gallery vs LR probe).")
+@click.option("--threshold-rule", type=click.Choice(["exact", "grid"]), default="exact", show_default=True,
+              help="Per-fold threshold: exact from sorted scores, or the seed's grid.")
+@click.option("--preset", type=click.Choice(["lrbench", "seed"]), default="lrbench", show_default=True,
+              help="seed: evaluate as the seed project did (degradation seed, mode both, fusion concat, grid "
+              "threshold, its input normalisation); options given explicitly still win.")
+@click.option("--out", "-o", type=click.Path(path_type=Path),
+              help="Run directory; default runs/<time>-<backbone>-<protocol>.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.pass_context
+def run(ctx, **options):
+    """Evaluate a backbone on a verification protocol across degradation factors."""
+    from .engine import SEED_PRESET, evaluate
+
+    if options["preset"] == "seed":
+        for key, value in SEED_PRESET.items():
+            if ctx.get_parameter_source(key) is click.core.ParameterSource.DEFAULT:
+                options[key] = value
+    as_json, out, overwrite = options.pop("as_json"), options.pop("out"), options.pop("overwrite")
+    settings = _settings(options, show_progress=not as_json and sys.stderr.isatty())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = out or Path("runs") / f"{stamp}-{settings.backbone}-{Path(settings.protocol).stem}"
+    _check_out(out, overwrite)
+    _finish(evaluate(settings), out, overwrite, as_json)
+
+
+@cli.command()
+@_backbone_on_data
+@_dfs_option("1")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="The .npz file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def embed(**options):
+    """Write the embedding of every unique image of a protocol (at each DF) to an .npz file.
+
+    Arrays: images (paths relative to the image folder), dfs, features_df<DF> (N × D float32) and
+    manifest (JSON text: backbone, input spec, weights, degradation, fusion).
+    """
+    import numpy as np
+
+    from .engine import embed as embed_features
+    from .results import write_text_atomic
+
+    out, overwrite = options.pop("out"), options.pop("overwrite")
+    if out.suffix != ".npz":
+        raise click.UsageError(f"--out {out}: must end in .npz")
+    if out.exists() and not overwrite:
+        raise click.UsageError(f"--out {out}: already exists; choose another file or pass --overwrite")
+    arrays = embed_features(_settings(options, show_progress=sys.stderr.isatty()))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, buffer.getvalue())
+    shapes = ", ".join(f"DF {df}: {arrays[f'features_df{df}'].shape}" for df in arrays["dfs"])
+    click.echo(f"wrote {out} ({len(arrays['images'])} images; {shapes})")
 
 
 def _finish(run_data, out: Path, overwrite: bool, as_json: bool) -> None:
@@ -146,15 +174,20 @@ def _finish(run_data, out: Path, overwrite: bool, as_json: bool) -> None:
     from .report import console_table, render, results_json
     from .results import write_run
 
-    run_data.manifest["command"] = shlex.join(["lrbench", *sys.argv[1:]])
+    run_data.manifest["command"] = shlex.join(click.get_current_context().meta["lrbench.argv"])
     run_data.manifest["versions"] = _versions()
     write_run(run_data, out, overwrite, render=lambda run, folder: render([run], folder))
     if as_json:
         click.echo(results_json([run_data]))
     else:
-        console = Console()
+        console = _stdout_console()
         console.print(console_table(run_data))
         console.print(f"run directory: {out}  (report: {out / 'report.html'})")
+
+
+def _stdout_console() -> Console:
+    """Rich console for results; wide enough for the results table when output goes to a file or pipe."""
+    return Console() if sys.stdout.isatty() else Console(width=120)
 
 
 def _versions() -> dict[str, str]:
@@ -203,7 +236,7 @@ def report(runs, out, as_json):
     if as_json:
         click.echo(results_json(loaded))
         return
-    console = Console()
+    console = _stdout_console()
     for run_data in loaded:
         console.print(console_table(run_data))
     console.print(f"report: {target / 'report.html'}")
@@ -228,7 +261,7 @@ def plugins(include_builtin, as_json):
             row["version"] or __version__ if row["builtin"] else row["version"] or "-",
             ", ".join(row["hooks"]),
         )
-    Console().print(table)
+    _stdout_console().print(table)
 
 
 _KINDS = ("backbone", "degradation", "protocol", "trainer")
@@ -265,7 +298,7 @@ def list_components(kind, as_json):
     if as_json:
         click.echo(json.dumps(found, indent=2, default=str))
         return
-    console = Console()
+    console = _stdout_console()
     for k, entries in found.items():
         table = Table(title=f"{k}s", title_justify="left")
         columns = ["name", *next(iter(entries.values()), {}).keys()]

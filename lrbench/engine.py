@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,14 +15,18 @@ from . import registry
 from .crops import default_cache_dir, landmarks_for, load_crops
 from .degrade import parse_dfs, probe_size
 from .errors import DataError, UsageError
-from .metrics import evaluate_verification
+from .metrics import THRESHOLD_RULES, evaluate_verification
 from .models import build_backbone, parse_options
 from .pairs import ProtocolDefinition
 from .progress import progress_bar
 from .results import RunData, definitions
-from .specs import FLIP_FUSIONS, InputSpec
+from .specs import FLIP_FUSIONS, BackboneSpec, DegradationSpec, InputSpec, PairSet, ProtocolSpec
 
 MODES = ("both", "probe")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The seed project's evaluation; with ``preset="seed"`` the backbone's ``seed_input`` normalisation is used too.
+SEED_PRESET = {"degradation": "seed", "mode": "both", "fusion": "concat", "threshold_rule": "grid"}
+PRESETS = ("lrbench", "seed")
 
 
 @dataclass
@@ -42,6 +47,10 @@ class EvalSettings:
     fusion: str | None = None  # None: the backbone's preference
     threshold_rule: str = "exact"
     device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+    preset: str = "lrbench"  # "seed": evaluate with the backbone's seed-project input normalisation
     batch_size: int = 128
     workers: int = 2
     cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no crop cache
@@ -70,7 +79,12 @@ def fuse(features: torch.Tensor, flipped: torch.Tensor | None, fusion: str) -> t
 
 
 class FeatureExtractor:
-    """Runs one network over the crops of a protocol at any DF, batch by batch, on one device."""
+    """Runs one network over the crops of a protocol at any DF, batch by batch, on one device.
+
+    Each batch and its mirror image go through the network in one call; ``precision`` bf16/fp16 runs it
+    under autocast; ``channels_last`` stores images and convolution weights NHWC, which suits oneDNN on
+    CPUs and tensor cores on GPUs.
+    """
 
     def __init__(
         self,
@@ -82,11 +96,15 @@ class FeatureExtractor:
         batch_size: int,
         device: torch.device,
         show_progress: bool = True,
+        precision: str = "fp32",
+        channels_last: bool = False,
     ):
-        self.model = model.to(device).eval()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=self.memory_format).eval()
         self.crops, self.spec, self.degrade = crops, spec, degrade
         self.fusion, self.batch_size, self.device = fusion, batch_size, device
         self.show_progress = show_progress
+        self.autocast = torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
         self._hr: torch.Tensor | None = None
         self._hr_done = np.zeros(len(crops), dtype=bool)
 
@@ -115,14 +133,21 @@ class FeatureExtractor:
         with progress_bar(f"features DF {df}", len(rows), self.show_progress) as steps:
             for start in range(0, len(rows), self.batch_size):
                 batch_rows = rows[start : start + self.batch_size]
-                batch = torch.from_numpy(np.ascontiguousarray(self.crops[batch_rows])).to(self.device)
-                batch = batch.permute(0, 3, 1, 2).float()
-                batch = self.spec.normalise(self.degrade(batch, df))
-                feats = self.model(batch).float()
-                flipped = self.model(batch.flip(3)).float() if self.fusion != "none" else None
-                chunks.append(fuse(feats, flipped, self.fusion).cpu())
+                chunks.append(self.embed(torch.from_numpy(np.ascontiguousarray(self.crops[batch_rows])), df).cpu())
                 steps.advance(len(batch_rows))
         return torch.cat(chunks)
+
+    def embed(self, crops: torch.Tensor, df: int) -> torch.Tensor:
+        """Fused features of an (N, H, W, 3) uint8 batch of crops degraded at ``df``."""
+        batch = crops.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        batch = self.spec.normalise(self.degrade(batch, df))
+        if self.fusion != "none":
+            batch = torch.cat([batch, batch.flip(3)])
+        with self.autocast:
+            feats = self.model(batch.contiguous(memory_format=self.memory_format)).float()
+        if self.fusion == "none":
+            return feats
+        return fuse(*feats.chunk(2), self.fusion)
 
 
 def score_pairs(a: torch.Tensor, b: torch.Tensor, metric: str) -> np.ndarray:
@@ -152,21 +177,90 @@ def _protocol(name: str):
     return registry.protocol(name)
 
 
-def evaluate(settings: EvalSettings) -> RunData:
-    """Run a DF sweep of one backbone on one protocol; returns everything a run directory holds."""
-    if settings.mode not in MODES:
-        raise UsageError(f"--mode {settings.mode}: choose one of {', '.join(MODES)}")
+@dataclass
+class Prepared:
+    """A backbone ready to run over a protocol's aligned crops: what ``run`` and ``embed`` share."""
+
+    settings: EvalSettings
+    backbone: BackboneSpec
+    input_spec: InputSpec
+    degradation: DegradationSpec
+    protocol: ProtocolSpec
+    pairs: PairSet
+    landmarks_file: Path | None
+    dfs: list[int]
+    fusion: str
+    device: torch.device
+    extractor: FeatureExtractor
+    cache: dict
+    timings: dict[str, float]
+
+    def manifest(self) -> dict:
+        settings, pairs = self.settings, self.pairs
+        return {
+            "backbone": self.backbone.name,
+            "protocol": self.protocol.name,
+            "label": self.backbone.name + (f" ({Path(settings.weights).name})" if settings.weights else ""),
+            "settings": {
+                **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+                "dfs": self.dfs,
+                "fusion": self.fusion,
+                "device": str(self.device),
+            },
+            "input": self.input_spec.describe(),
+            "degradation": {
+                "name": self.degradation.name,
+                "description": self.degradation.description,
+                "settings": self.degradation.settings,
+                "mode": settings.mode,
+            },
+            "data": {
+                "image_root": str(Path(pairs.root).resolve()),
+                "pairs_file": str(Path(pairs.source).resolve()),
+                "pairs_sha256": _sha256(pairs.source),
+                "landmarks_file": str(self.landmarks_file.resolve()) if self.landmarks_file else None,
+                "landmarks_sha256": _sha256(self.landmarks_file),
+                "pairs": int(len(pairs.same)),
+                "folds": int(pairs.folds.max() + 1),
+                "unique_images": len(pairs.images),
+                "crop_cache": self.cache,
+            },
+            "weights": {
+                "value": settings.weights,
+                "sha256": _sha256(Path(settings.weights)) if settings.weights else None,
+            },
+            "definitions": definitions(self.backbone.metric, self.fusion, settings.threshold_rule, settings.mode),
+            "citation": self.protocol.citation,
+            "timings": self.timings,
+        }
+
+
+def _check(settings: EvalSettings) -> None:
+    """Option values the CLI cannot check by itself, before any slow work starts."""
+    choices = {"mode": MODES, "precision": PRECISIONS, "preset": PRESETS, "threshold_rule": THRESHOLD_RULES}
+    for name, allowed in choices.items():
+        if getattr(settings, name) not in allowed:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} {getattr(settings, name)}: choose one of {', '.join(allowed)}")
+    if settings.fusion is not None and settings.fusion not in FLIP_FUSIONS:
+        raise UsageError(f"--fusion {settings.fusion}: choose one of {', '.join(FLIP_FUSIONS)}")
     if settings.batch_size < 1:
         raise UsageError(f"--batch-size {settings.batch_size}: must be at least 1")
+
+
+def prepare(settings: EvalSettings) -> Prepared:
+    """Resolve names, parse the protocol, build the network and decode/align (or load) every unique crop."""
+    _check(settings)
     backbone = registry.backbone(settings.backbone)
     degradation = registry.degradation(settings.degradation)
     protocol = _protocol(settings.protocol)
-    fusion = settings.fusion or backbone.flip_fusion
-    if fusion not in FLIP_FUSIONS:
-        raise UsageError(f"--fusion {fusion}: choose one of {', '.join(FLIP_FUSIONS)}")
     template = backbone.input.template
     dfs = parse_dfs(settings.dfs, template.size)
     device = resolve_device(settings.device)
+    if settings.precision == "fp16" and device.type != "cuda":
+        raise UsageError("--precision fp16 needs a CUDA device; use bf16 on CPU")
+    input_spec = backbone.seed_input if settings.preset == "seed" and backbone.seed_input else backbone.input
+    options = parse_options(backbone, settings.options)
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
@@ -181,7 +275,7 @@ def evaluate(settings: EvalSettings) -> RunData:
     landmarks = landmarks_for(pairs.images, landmarks_file) if landmarks_file else None
     timings["protocol_s"] = time.perf_counter() - started
 
-    model = build_backbone(backbone, settings.weights, parse_options(backbone, settings.options))
+    model = build_backbone(backbone, settings.weights, options)
     started = time.perf_counter()
     crops, cache = load_crops(
         pairs.root,
@@ -194,28 +288,42 @@ def evaluate(settings: EvalSettings) -> RunData:
     )
     timings["decode_align_s"] = time.perf_counter() - started
 
+    if settings.compile:
+        model = torch.compile(model)
+    fusion = settings.fusion or backbone.flip_fusion
+    channels_last = device.type == "cuda" if settings.channels_last is None else settings.channels_last
     extractor = FeatureExtractor(
         model,
         crops,
-        backbone.input,
+        input_spec,
         degradation.apply,
         fusion,
         settings.batch_size,
         device,
         settings.show_progress,
+        settings.precision,
+        channels_last,
     )
+    return Prepared(settings, backbone, input_spec, degradation, protocol, pairs, landmarks_file, dfs, fusion,
+                    device, extractor, cache, timings)
+
+
+def evaluate(settings: EvalSettings) -> RunData:
+    """Run a DF sweep of one backbone on one protocol; returns everything a run directory holds."""
+    prepared = prepare(settings)
+    pairs, extractor, timings = prepared.pairs, prepared.extractor, prepared.timings
+    template = prepared.backbone.input.template
     first_rows, second_rows = np.unique(pairs.first), np.unique(pairs.second)
     all_rows = np.unique(np.concatenate([first_rows, second_rows]))
     rows, fold_rows, roc_rows, scores = [], [], [], {}
     timings["features_s"] = timings["metrics_s"] = 0.0
-    for df in dfs:
+    for df in prepared.dfs:
         started = time.perf_counter()
         if settings.mode == "both":
-            feats = extractor.features(df, all_rows)
-            gallery = probe = feats
+            gallery = probe = extractor.features(df, all_rows)
         else:
             gallery, probe = extractor.features(1, first_rows), extractor.features(df, second_rows)
-        score = score_pairs(gallery[pairs.first], probe[pairs.second], backbone.metric)
+        score = score_pairs(gallery[pairs.first], probe[pairs.second], prepared.backbone.metric)
         timings["features_s"] += time.perf_counter() - started
         started = time.perf_counter()
         try:
@@ -244,41 +352,18 @@ def evaluate(settings: EvalSettings) -> RunData:
         for fold, (acc, threshold) in enumerate(zip(result.fold_accuracy, result.fold_threshold), 1):
             fold_rows.append({"df": df, "fold": fold, "accuracy": acc, "threshold": threshold})
         roc_rows.extend({"df": df, "fpr": f, "tpr": t} for f, t in zip(result.roc_fpr, result.roc_tpr))
+    return RunData.from_sweep(prepared.manifest(), rows, fold_rows, roc_rows, scores, pairs)
 
-    manifest = {
-        "backbone": backbone.name,
-        "protocol": protocol.name,
-        "label": f"{backbone.name}" + (f" ({Path(settings.weights).name})" if settings.weights else ""),
-        "settings": {
-            **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-            "dfs": dfs,
-            "fusion": fusion,
-            "device": str(device),
-        },
-        "input": backbone.input.describe(),
-        "degradation": {
-            "name": degradation.name,
-            "description": degradation.description,
-            "settings": degradation.settings,
-            "mode": settings.mode,
-        },
-        "data": {
-            "image_root": str(Path(pairs.root).resolve()),
-            "pairs_file": str(Path(pairs.source).resolve()),
-            "pairs_sha256": _sha256(pairs.source),
-            "landmarks_file": str(landmarks_file.resolve()) if landmarks_file else None,
-            "landmarks_sha256": _sha256(landmarks_file),
-            "pairs": int(len(pairs.same)),
-            "folds": int(pairs.folds.max() + 1),
-            "unique_images": len(pairs.images),
-            "crop_cache": cache,
-        },
-        "weights": {
-            "value": settings.weights,
-            "sha256": _sha256(Path(settings.weights)) if settings.weights else None,
-        },
-        "definitions": definitions(backbone.metric, fusion, settings.threshold_rule, settings.mode),
-        "citation": protocol.citation,
-        "timings": timings,
+
+def embed(settings: EvalSettings) -> dict[str, np.ndarray]:
+    """Features of every unique image of the protocol at each DF, as arrays for ``np.savez``."""
+    prepared = prepare(settings)
+    every = np.arange(len(prepared.pairs.images))
+    arrays = {
+        "images": np.asarray(prepared.pairs.images),
+        "dfs": np.asarray(prepared.dfs),
+        "manifest": np.asarray(json.dumps(prepared.manifest(), default=str)),
     }
-    return RunData.from_sweep(manifest, rows, fold_rows, roc_rows, scores, pairs)
+    for df in prepared.dfs:
+        arrays[f"features_df{df}"] = prepared.extractor.features(df, every).numpy().astype(np.float32)
+    return arrays

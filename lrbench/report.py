@@ -30,14 +30,14 @@ def console_table(run: RunData) -> Table:
         f"mode {run.manifest['degradation']['mode']} · fusion {settings.get('fusion')}"
     )
     table = Table(title=title, title_justify="left")
-    for column in ("DF", "probe px", "IOD px", "accuracy %", "AUC", "EER %", "TAR@FAR=1e-3", "TAR@FAR=1e-2"):
+    for column in ("DF", "probe px", "IOD px", "accuracy %", "AUC", "EER %", "TAR@FAR 1e-3", "TAR@FAR 1e-2"):
         table.add_column(column, justify="right")
     for row in run.results.to_dict("records"):
         table.add_row(
             str(row["df"]),
             row["probe_px"],
             f"{row['interocular_px']:.1f}",
-            f"{100 * row['accuracy_mean']:.2f} ± {100 * row['accuracy_std']:.2f}",
+            f"{100 * row['accuracy_mean']:.2f}±{100 * row['accuracy_std']:.2f}",
             f"{row['auc']:.4f}",
             f"{100 * row['eer']:.2f}",
             f"{row['tar_at_far_0.001']:.4f}",

@@ -80,7 +80,7 @@ class BackboneSpec:
     ``weights`` is None (no weights given), ``"random"`` (an untrained network, if the backbone allows it)
     or what the user passed to ``--weights``. ``options`` lists the keyword options ``build`` accepts
     (``--option name=value``) with their defaults; ``checkpoint_layouts`` names the foreign checkpoint
-    layouts it can load, for listings.
+    layouts it can load, for listings; ``seed_input`` is the input the seed project used, if it differs.
     """
 
     name: str
@@ -93,6 +93,7 @@ class BackboneSpec:
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     checkpoint_layouts: tuple[str, ...] = ()
+    seed_input: InputSpec | None = None  # the input as the seed project fed it, for ``--preset seed``
 
     def __post_init__(self):
         if self.metric not in METRICS:
