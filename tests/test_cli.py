@@ -165,3 +165,41 @@ def test_list_and_version():
     assert json.loads(listing.stdout)["backbone"]["lbp"]["score"] == "cosine"
     version = invoke("--version")
     assert version.exit_code == 0 and "lrbench" in version.output
+
+
+def test_embed_writes_features_per_df(data, tmp_path):
+    out = tmp_path / "feats.npz"
+    result = invoke("embed", "-b", "lbp", "--data", data, "--df", "1,8", "--out", out, "--fusion", "none")
+    assert result.exit_code == 0, result.output
+    arrays = np.load(out)
+    assert arrays["dfs"].tolist() == [1, 8]
+    assert arrays["features_df1"].shape == (len(arrays["images"]), 3776)
+    assert not np.allclose(arrays["features_df1"], arrays["features_df8"])
+    assert json.loads(str(arrays["manifest"]))["backbone"] == "lbp"
+
+
+def test_seed_preset_sets_the_seed_choices_unless_given(data, tmp_path):
+    assert invoke(*run_args(data, tmp_path / "a", "--preset", "seed")).exit_code == 0
+    assert invoke(*run_args(data, tmp_path / "b", "--preset", "seed", "--degradation", "bicubic")).exit_code == 0
+    seed, explicit = (json.loads((tmp_path / n / "manifest.json").read_text()) for n in "ab")
+    assert seed["degradation"]["name"] == "seed" and seed["settings"]["threshold_rule"] == "grid"
+    assert seed["settings"]["fusion"] == "concat" and seed["degradation"]["mode"] == "both"
+    assert explicit["degradation"]["name"] == "bicubic" and explicit["settings"]["threshold_rule"] == "grid"
+
+
+def test_bf16_gives_nearly_the_fp32_accuracy(data, tmp_path):
+    assert invoke(*run_args(data, tmp_path / "a", "--df", "2")).exit_code == 0
+    assert invoke(*run_args(data, tmp_path / "b", "--df", "2", "--precision", "bf16")).exit_code == 0
+    a, b = (pd.read_csv(tmp_path / n / "scores.csv")["score"] for n in "ab")
+    assert np.corrcoef(a, b)[0, 1] > 0.99
+
+
+def test_random_weights_run_with_a_warning_and_missing_weights_are_a_usage_error(data, tmp_path):
+    result = invoke("run", "-b", "sphereface", "--weights", "random", "--data", data, "--out", tmp_path / "r",
+                    "--option", "depth=4", "--json")
+    assert result.exit_code == 0, result.output
+    assert "untrained" in result.stderr
+    assert json.loads(result.stdout)["results"][0]["df"] == 1
+    one_line_error(invoke("run", "-b", "sphereface", "--data", data, "--out", tmp_path / "s"), 2, "needs --weights")
+    one_line_error(invoke("run", "-b", "sphereface", "--weights", "random", "--option", "depth=7", "--data", data,
+                          "--out", tmp_path / "t"), 2, "depth 7")

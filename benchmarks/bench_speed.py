@@ -1,0 +1,170 @@
+"""How close `lrbench run` comes to the bare network, and how much faster it is than a naive pipeline.
+
+    python benchmarks/bench_speed.py                          # sphere20 (random weights), 2 folds of LFW
+    python benchmarks/bench_speed.py --folds 1 --device cuda --batch-size 256 --precision bf16
+
+All in one process, on the same images and network:
+  (a) lrbench's time for one DF (cold: decode + align + features + metrics) against a naive per-pair
+      pipeline like the seed's evaluation script (for every pair: decode and align both images, degrade,
+      one forward of the four images face/mirror × 2); target ≥ 1.5×;
+  (b) the network's own forward time on the unique images and their mirrors against lrbench's whole run
+      with a warm crop cache; target ≥ 0.85;
+  (c) the network's achieved GFLOP/s against a large matrix multiply on the same device.
+Data: the real LFW copy in ../shared when present, else a synthetic set; the first --folds folds of pairs.
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+from lrbench import registry
+from lrbench.align import align_face
+from lrbench.crops import landmarks_for
+from lrbench.engine import PRECISIONS, EvalSettings, evaluate, resolve_device, score_pairs
+from lrbench.models import build_backbone, parse_options
+from lrbench.synth import synthesize
+
+SHARED_LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
+
+
+def subset_pairs(pairs_file: Path, folds: int, out: Path) -> Path:
+    """The first ``folds`` folds of a View-2-format pairs file, as a pairs file of its own."""
+    lines = pairs_file.read_text().splitlines()
+    per_class = int(lines[0].split()[1])
+    out.write_text("\n".join([f"{folds}\t{per_class}", *lines[1 : 1 + folds * 2 * per_class]]) + "\n")
+    return out
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def naive_run(settings: EvalSettings, spec, model, device, df: int) -> np.ndarray:
+    """The seed's loop: per pair, decode and align both images, degrade, forward face and mirror of both."""
+    protocol = registry.protocol(settings.protocol)
+    pairs = protocol.load(Path(settings.data), settings.pairs)
+    landmarks = dict(zip(pairs.images, landmarks_for(pairs.images, pairs.landmarks)))
+    degrade = registry.degradation(settings.degradation).apply
+    autocast = torch.autocast(device.type, dtype=PRECISIONS[settings.precision], enabled=settings.precision != "fp32")
+    scores = []
+    with torch.inference_mode():
+        for a, b in zip(pairs.first, pairs.second):
+            crops = []
+            for rel in (pairs.images[a], pairs.images[b]):
+                with Image.open(pairs.root / rel) as image:
+                    crops.append(align_face(image, landmarks[rel], spec.input.template))
+            batch = torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).float()
+            batch = spec.input.normalise(degrade(batch, df))
+            four = torch.stack([batch[0], batch[0].flip(2), batch[1], batch[1].flip(2)])
+            with autocast:
+                feats = model(four).float()
+            fused = torch.cat([feats[0::2], feats[1::2]], dim=1)
+            scores.append(score_pairs(fused[:1].cpu(), fused[1:].cpu(), spec.metric)[0])
+    return np.asarray(scores)
+
+
+def bare_forward(spec, model, crops: np.ndarray, settings: EvalSettings, device) -> float:
+    """Seconds for the network alone on every unique crop and its mirror, inputs already on the device."""
+    batch_size = settings.batch_size
+    memory = torch.channels_last if settings.channels_last else torch.contiguous_format
+    inputs = [
+        spec.input.normalise(torch.from_numpy(crops[i : i + batch_size]).to(device).permute(0, 3, 1, 2).float())
+        for i in range(0, len(crops), batch_size)
+    ]
+    inputs = [torch.cat([x, x.flip(3)]).contiguous(memory_format=memory) for x in inputs]
+    model = model.to(device, memory_format=memory)
+    autocast = torch.autocast(device.type, dtype=PRECISIONS[settings.precision], enabled=settings.precision != "fp32")
+    with torch.inference_mode(), autocast:
+        model(inputs[0])  # warm-up
+        synchronise(device)
+        started = time.perf_counter()
+        for x in inputs:
+            model(x)
+        synchronise(device)
+    return time.perf_counter() - started
+
+
+def synchronise(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(device, precision: str, size: int = 4096, repeats: int = 5) -> float:
+    dtype = PRECISIONS[precision]
+    a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    synchronise(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronise(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="LFW-format folder with pairs.txt and landmarks.txt")
+    parser.add_argument("--folds", type=int, default=2, help="how many folds of pairs to use")
+    parser.add_argument("--backbone", default="sphereface")
+    parser.add_argument("--weights", default="random")
+    parser.add_argument("--option", action="append", default=[], help="backbone option name=value")
+    parser.add_argument("--df", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS))
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        data = args.data or (SHARED_LFW if (SHARED_LFW / "pairs.txt").is_file() else None)
+        if data is None:
+            data = synthesize(scratch / "synth").lfw_root
+        pairs_file = subset_pairs(Path(data) / "pairs.txt", args.folds, scratch / "pairs.txt")
+        settings = EvalSettings(
+            backbone=args.backbone, data=data, pairs=pairs_file, landmarks=Path(data) / "landmarks.txt",
+            weights=args.weights, options=tuple(args.option), dfs=str(args.df), device=str(device),
+            batch_size=args.batch_size, precision=args.precision, channels_last=args.channels_last,
+            cache_dir=scratch / "cache", show_progress=False,
+        )
+        spec = registry.backbone(args.backbone)
+        model = build_backbone(spec, args.weights, parse_options(spec, args.option)).to(device)
+
+        cold, cold_s = timed(evaluate, settings)
+        warm, warm_s = timed(evaluate, settings)
+        naive_scores, naive_s = timed(naive_run, settings, spec, model, device, args.df)
+        agree = np.abs(naive_scores - warm.scores["score"].to_numpy()).max()
+
+        crops = np.load(cold.manifest["data"]["crop_cache"]["path"])
+        forward_s = bare_forward(spec, model, crops, settings, device)
+        x = spec.input.normalise(torch.rand(2, 3, *reversed(spec.input.template.size), device=device) * 255)
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            model(x)
+        flops_per_image = counter.get_total_flops() / 2
+        images = 2 * len(crops)
+        achieved = flops_per_image * images / forward_s / 1e9
+        peak = matmul_gflops(device, args.precision)
+
+    pairs = len(naive_scores)
+    print(f"{args.backbone} {' '.join(args.option)} weights={args.weights} on {device} ({args.precision}), "
+          f"batch {args.batch_size}, DF {args.df}: {pairs} pairs, {len(crops)} unique images, "
+          f"{torch.get_num_threads()} threads")
+    print(f"(a) naive per-pair {naive_s:.2f} s vs lrbench cold {cold_s:.2f} s: {naive_s / cold_s:.2f}x faster "
+          f"(target >= 1.5); max score difference {agree:.2e}")
+    print(f"(b) bare forward {forward_s:.2f} s vs lrbench warm run {warm_s:.2f} s: ratio {forward_s / warm_s:.2f} "
+          f"(target >= 0.85); warm run decode+align {warm.manifest['timings']['decode_align_s']:.2f} s")
+    print(f"(c) network {flops_per_image / 1e9:.2f} GFLOP/image, {achieved:.1f} GFLOP/s achieved vs "
+          f"{peak:.1f} GFLOP/s for a 4096² matmul ({achieved / peak:.0%})")
+
+
+if __name__ == "__main__":
+    main()

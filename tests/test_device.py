@@ -1,0 +1,59 @@
+"""Device paths: the same extractor code on CPU and (when present) CUDA, in every precision and layout."""
+
+import numpy as np
+import pytest
+import torch
+
+from lrbench import registry
+from lrbench.engine import FeatureExtractor
+from lrbench.models import build_backbone
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+def extractor(device, precision="fp32", channels_last=False, fusion="concat"):
+    spec = registry.backbone("sphereface")
+    torch.manual_seed(0)
+    model = build_backbone(spec, "random", {"depth": 4})
+    crops = np.random.default_rng(0).integers(0, 256, (5, 112, 96, 3), dtype=np.uint8)
+    return FeatureExtractor(model, crops, spec.input, registry.degradation("bicubic").apply, fusion, 2,
+                            torch.device(device), show_progress=False, precision=precision,
+                            channels_last=channels_last)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_channels_last_and_batching_do_not_change_features(device):
+    rows = np.arange(5)
+    reference = extractor("cpu").features(4, rows)
+    torch.testing.assert_close(extractor(device, channels_last=True).features(4, rows), reference,
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_is_close_to_fp32(device):
+    rows = np.arange(5)
+    fp32, bf16 = extractor(device).features(2, rows), extractor(device, "bf16").features(2, rows)
+    cosine = torch.nn.functional.cosine_similarity(fp32, bf16, dim=1)
+    assert bf16.dtype == torch.float32 and (cosine > 0.99).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_flip_fusions(device):
+    rows = np.arange(5)
+    concat = extractor(device, fusion="concat").features(1, rows)
+    plain = extractor(device, fusion="none").features(1, rows)
+    summed = extractor(device, fusion="sum").features(1, rows)
+    assert concat.shape == (5, 1024) and plain.shape == summed.shape == (5, 512)
+    torch.testing.assert_close(concat[:, :512], plain, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(summed, concat[:, :512] + concat[:, 512:], rtol=1e-4, atol=1e-4)
+
+
+def test_hr_features_are_computed_once_per_sweep():
+    ex = extractor("cpu")
+    calls = []
+    original = ex._compute
+    ex._compute = lambda df, rows: calls.append((df, len(rows))) or original(df, rows)
+    ex.features(1, np.array([0, 1, 2]))
+    ex.features(1, np.array([1, 2, 3, 4]))
+    ex.features(1, np.array([0, 4]))
+    assert calls == [(1, 3), (1, 2)]
