@@ -3,8 +3,12 @@
 The public API a plugin may import is what this module exports; nothing else is promised.
 """
 
+from .align import align_face, similarity_transform
+from .checkpoints import CheckpointLayout, load_weights, read_state_dict
+from .degrade import probe_size, resize_down_up
 from .errors import DataError, LrbenchError, UsageError
 from .hookspecs import hookimpl
+from .pairs import ProtocolDefinition
 from .specs import (
     ARCFACE_112x112,
     BackboneSpec,
@@ -23,15 +27,23 @@ __all__ = [
     "ARCFACE_112x112",
     "SPHEREFACE_96x112",
     "BackboneSpec",
+    "CheckpointLayout",
     "CropTemplate",
     "DataError",
     "DegradationSpec",
     "InputSpec",
     "LrbenchError",
     "PairSet",
+    "ProtocolDefinition",
     "ProtocolSpec",
     "TrainerSpec",
     "UsageError",
     "__version__",
+    "align_face",
     "hookimpl",
+    "load_weights",
+    "probe_size",
+    "read_state_dict",
+    "resize_down_up",
+    "similarity_transform",
 ]

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from . import __version__, registry
 from .errors import LrbenchError
-from .plugins import list_plugins, load_plugins
+from .plugins import list_plugins, load_plugins, load_plugins_dir
 from .progress import stderr_console
 
 
@@ -37,8 +37,21 @@ class LrbenchGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
+def _load_plugins_dir(ctx, param, value):
+    if value is not None:
+        try:
+            load_plugins_dir(value)
+        except LrbenchError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.group(cls=LrbenchGroup)
 @click.version_option(__version__, prog_name="lrbench")
+@click.option("--plugins-dir", type=click.Path(path_type=Path, file_okay=False), callback=_load_plugins_dir,
+              expose_value=False, is_eager=True,
+              help="Load every .py file in this folder as a plugin (also $LRBENCH_PLUGINS_DIR, which can add "
+              "commands too).")
 def cli():
     """lrbench: how much face verification accuracy is lost at low resolution, and won back."""
 
@@ -73,6 +86,8 @@ _backbone_on_data = _options(
     click.option("--protocol", "-p", default="lfw-view2", show_default=True,
                  help="Registered protocol, or a protocol .toml file."),
     click.option("--degradation", "-d", default="bicubic", show_default=True, help="Registered degradation."),
+    click.option("--degradation-option", "degradation_options", multiple=True, metavar="NAME=VALUE",
+                 help="A degradation option, e.g. sigma=1.2 (see `lrbench list degradations`); repeatable."),
     click.option("--fusion", type=click.Choice(["concat", "sum", "none"]),
                  help="Flip fusion; default: the backbone's preference."),
     click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present)."),
@@ -244,10 +259,11 @@ def report(runs, out, as_json):
 
 @cli.command()
 @click.option("--all", "include_builtin", is_flag=True, help="Include lrbench's built-in plugins.")
+@click.option("--hook", help="Only plugins implementing this hook, e.g. register_backbones.")
 @click.option("--json", "as_json", is_flag=True)
-def plugins(include_builtin, as_json):
+def plugins(include_builtin, hook, as_json):
     """List the loaded plugins, their hooks and versions."""
-    rows = list_plugins(include_builtin=include_builtin)
+    rows = list_plugins(include_builtin=include_builtin, hook=hook)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -275,8 +291,12 @@ def _describe(kind: str, spec) -> dict:
             "score": spec.metric,
             "flip fusion": spec.flip_fusion,
             "weights": "required" if spec.needs_weights else "optional",
+            "options": spec.options,
+            "checkpoint layouts": ", ".join(spec.checkpoint_layouts),
             "description": spec.description,
         }
+    if kind == "degradation":
+        return {"options": spec.options, "description": spec.description}
     if kind == "protocol":
         return {"description": spec.description, "expected": spec.expected}
     return {"description": spec.description}
@@ -351,6 +371,25 @@ def demo(out, dfs, backbone, as_json):
         show_progress=not as_json and sys.stderr.isatty(),
     )
     _finish(evaluate(settings), out, True, as_json)
+
+
+class TrainerGroup(click.Group):
+    """``lrbench train <trainer>``: one subcommand per registered trainer."""
+
+    def list_commands(self, ctx):
+        return sorted(registry.collect("trainer"))
+
+    def get_command(self, ctx, name):
+        found = registry.collect("trainer")
+        if name not in found:
+            available = ", ".join(sorted(found)) or "none"
+            raise click.UsageError(f"unknown trainer {name!r}; available: {available}")
+        return found[name].spec.command
+
+
+@cli.group(cls=TrainerGroup)
+def train():
+    """Train a backbone with a registered trainer (see `lrbench list trainers`)."""
 
 
 def _add_plugin_commands() -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ from .crops import default_cache_dir, landmarks_for, load_crops
 from .degrade import parse_dfs, probe_size
 from .errors import DataError, UsageError
 from .metrics import THRESHOLD_RULES, evaluate_verification
-from .models import build_backbone, parse_options
+from .models import build_backbone
+from .options import parse_options
 from .pairs import ProtocolDefinition
 from .progress import progress_bar
 from .results import RunData, definitions
@@ -43,6 +45,7 @@ class EvalSettings:
     landmarks: Path | None = None
     aligned: bool = False
     degradation: str = "bicubic"
+    degradation_options: tuple[str, ...] = ()  # degradation options as name=value
     mode: str = "both"
     fusion: str | None = None  # None: the backbone's preference
     threshold_rule: str = "exact"
@@ -185,6 +188,7 @@ class Prepared:
     backbone: BackboneSpec
     input_spec: InputSpec
     degradation: DegradationSpec
+    degradation_options: dict
     protocol: ProtocolSpec
     pairs: PairSet
     landmarks_file: Path | None
@@ -211,7 +215,7 @@ class Prepared:
             "degradation": {
                 "name": self.degradation.name,
                 "description": self.degradation.description,
-                "settings": self.degradation.settings,
+                "settings": {**self.degradation.settings, **self.degradation.options, **self.degradation_options},
                 "mode": settings.mode,
             },
             "data": {
@@ -261,6 +265,7 @@ def prepare(settings: EvalSettings) -> Prepared:
         raise UsageError("--precision fp16 needs a CUDA device; use bf16 on CPU")
     input_spec = backbone.seed_input if settings.preset == "seed" and backbone.seed_input else backbone.input
     options = parse_options(backbone, settings.options)
+    degradation_options = parse_options(degradation, settings.degradation_options, "--degradation-option")
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
@@ -296,7 +301,7 @@ def prepare(settings: EvalSettings) -> Prepared:
         model,
         crops,
         input_spec,
-        degradation.apply,
+        partial(degradation.apply, **degradation_options),
         fusion,
         settings.batch_size,
         device,
@@ -304,8 +309,22 @@ def prepare(settings: EvalSettings) -> Prepared:
         settings.precision,
         channels_last,
     )
-    return Prepared(settings, backbone, input_spec, degradation, protocol, pairs, landmarks_file, dfs, fusion,
-                    device, extractor, cache, timings)
+    return Prepared(
+        settings,
+        backbone,
+        input_spec,
+        degradation,
+        degradation_options,
+        protocol,
+        pairs,
+        landmarks_file,
+        dfs,
+        fusion,
+        device,
+        extractor,
+        cache,
+        timings,
+    )
 
 
 def evaluate(settings: EvalSettings) -> RunData:

@@ -9,34 +9,6 @@ from .progress import stderr_console
 from .specs import BackboneSpec
 
 
-def parse_options(spec: BackboneSpec, items: tuple[str, ...] | list[str]) -> dict:
-    """``name=value`` strings → keyword options, each converted to the type of the backbone's default."""
-    options = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise UsageError(f"--option {item}: expected name=value")
-        if name not in spec.options:
-            available = ", ".join(f"{k} (default {v})" for k, v in spec.options.items()) or "none"
-            raise UsageError(f"--option {name}: backbone {spec.name!r} has no such option; available: {available}")
-        default = spec.options[name]
-        try:
-            options[name] = _convert(text, default)
-        except ValueError:
-            raise UsageError(f"--option {item}: expected a {type(default).__name__}") from None
-    return options
-
-
-def _convert(text: str, default):
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(text)
-    return type(default)(text) if default is not None else text
-
-
 def build_backbone(spec: BackboneSpec, weights: str | None, options: dict | None = None) -> torch.nn.Module:
     """The backbone's network in eval mode; plugin errors about weights become one-line usage errors."""
     if spec.needs_weights and not weights:

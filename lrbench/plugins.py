@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pluggy
 
@@ -23,6 +26,9 @@ DEFAULT_PLUGINS = (
     "lrbench_plugins.pairs_protocols",
 )
 
+PLUGINS_DIR_ENV = "LRBENCH_PLUGINS_DIR"
+TRACE_ENV = "LRBENCH_TRACE_PLUGINS"
+
 pm = pluggy.PluginManager("lrbench")
 pm.add_hookspecs(hookspecs)
 
@@ -31,7 +37,7 @@ _distributions: dict[str, importlib.metadata.Distribution] = {}
 
 
 def load_plugins() -> pluggy.PluginManager:
-    """Register built-ins and the third-party plugins chosen by LRBENCH_LOAD_PLUGINS (once).
+    """Register built-ins, plugin files from LRBENCH_PLUGINS_DIR and installed plugins (once).
 
     LRBENCH_LOAD_PLUGINS unset loads every installed plugin; a comma-separated list of entry-point or
     distribution names loads just those; an empty value loads none (built-ins are always there).
@@ -54,25 +60,73 @@ def load_plugins() -> pluggy.PluginManager:
                 plugin = ep.load()
             except Exception as exc:
                 raise LrbenchError(f"plugin {ep.name!r} ({dist.name}) failed to load: {exc}") from exc
-            pm.register(plugin, name=ep.name)
+            _register(plugin, ep.name)
             _distributions[ep.name] = dist
+    if os.environ.get(PLUGINS_DIR_ENV):
+        load_plugins_dir(Path(os.environ[PLUGINS_DIR_ENV]))
+    if os.environ.get(TRACE_ENV):
+        pm.add_hookcall_monitoring(_trace_before, lambda *args: None)
     return pm
 
 
-def list_plugins(include_builtin: bool = False) -> list[dict]:
+def load_plugins_dir(folder: Path) -> list[str]:
+    """Register every ``*.py`` file in ``folder`` as a plugin named after the file (datasette's --plugins-dir)."""
+    if not folder.is_dir():
+        raise LrbenchError(f"plugins dir {folder}: not a directory")
+    names = []
+    for path in sorted(folder.glob("*.py")):
+        name = f"{folder.name}/{path.name}"
+        if pm.get_plugin(name) is not None:
+            continue
+        spec = importlib.util.spec_from_file_location(f"lrbench_plugins_dir.{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise LrbenchError(f"plugin file {path} failed to load: {exc}") from exc
+        _register(module, name)
+        names.append(name)
+    return names
+
+
+def _register(plugin, name: str) -> None:
+    """Register one plugin; an implementation of a hook that does not exist (a typo) is an error."""
+    pm.register(plugin, name=name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(plugin)
+        known = ", ".join(sorted(h for h in dir(hookspecs) if h.startswith("register_")))
+        raise LrbenchError(f"plugin {name!r}: {exc}; lrbench's hooks are {known}") from None
+
+
+def trace(hook_name: str, plugin_name: str, kwargs: dict) -> None:
+    """With LRBENCH_TRACE_PLUGINS set, print every hook call on stderr (datasette's DATASETTE_TRACE_PLUGINS)."""
+    if os.environ.get(TRACE_ENV):
+        arguments = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+        print(f"lrbench trace: {hook_name}({arguments}) -> {plugin_name}", file=sys.stderr)
+
+
+def _trace_before(hook_name, hook_impls, kwargs):
+    for impl in hook_impls:
+        trace(hook_name, impl.plugin_name, kwargs)
+
+
+def list_plugins(include_builtin: bool = False, hook: str | None = None) -> list[dict]:
     """Plugins with their hooks and, for installed packages, distribution and version."""
     load_plugins()
     rows = []
     for plugin in pm.get_plugins():
         name = pm.get_name(plugin)
         builtin = name in DEFAULT_PLUGINS
-        if builtin and not include_builtin:
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+        if (builtin and not include_builtin) or (hook and hook not in hooks):
             continue
         dist = _distributions.get(name)
         rows.append(
             {
                 "name": name,
-                "hooks": sorted(caller.name for caller in pm.get_hookcallers(plugin) or []),
+                "hooks": hooks,
                 "builtin": builtin,
                 "distribution": dist.metadata["Name"] if dist else None,
                 "version": dist.version if dist else None,

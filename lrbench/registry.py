@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LrbenchError, UsageError
-from .plugins import load_plugins
+from .plugins import load_plugins, trace
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ def collect(kind: str) -> dict[str, Registered]:
                 )
             found[spec.name] = Registered(spec, _plugin)
 
+        trace(hook_name, impl.plugin_name, {"register": register})
         try:
             impl.function(**{arg: register for arg in impl.argnames})
         except LrbenchError:

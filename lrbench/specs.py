@@ -104,12 +104,17 @@ class BackboneSpec:
 
 @dataclass(frozen=True)
 class DegradationSpec:
-    """``apply(batch, df)``: float NCHW batch in 0…255 → degraded batch of the same shape and range."""
+    """``apply(batch, df, **options)``: float NCHW batch in 0…255 → degraded batch of the same shape and range.
+
+    ``options`` declares the keyword options (``--degradation-option name=value``) with their defaults;
+    ``settings`` records fixed choices (interpolation, antialiasing) for the manifest.
+    """
 
     name: str
-    apply: Callable[[torch.Tensor, int], torch.Tensor]
+    apply: Callable[..., torch.Tensor]
     description: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,8 +145,8 @@ class ProtocolSpec:
 
 @dataclass(frozen=True)
 class TrainerSpec:
-    """A training procedure driven by ``lrbench train <name>``."""
+    """A training procedure: ``command`` is the click command that ``lrbench train <name>`` runs."""
 
     name: str
-    run: Callable[..., Any]
+    command: Any  # click.Command
     description: str = ""

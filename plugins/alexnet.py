@@ -11,8 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
-from lrbench import BackboneSpec, InputSpec, SPHEREFACE_96x112, hookimpl
-from lrbench.checkpoints import load_weights
+from lrbench import BackboneSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights
 
 LAYERS = {"pool5": 256 * 6 * 6, "fc6": 4096, "fc7": 4096}
 IMAGENET_MEAN = tuple(255 * m for m in (0.485, 0.456, 0.406))

@@ -2,8 +2,7 @@
 
 from importlib import resources
 
-from lrbench import hookimpl
-from lrbench.pairs import ProtocolDefinition
+from lrbench import ProtocolDefinition, hookimpl
 
 
 @hookimpl

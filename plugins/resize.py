@@ -2,8 +2,7 @@
 
 from functools import partial
 
-from lrbench import DegradationSpec, hookimpl
-from lrbench.degrade import resize_down_up
+from lrbench import DegradationSpec, hookimpl, resize_down_up
 
 _VARIANTS = {
     "bicubic": (

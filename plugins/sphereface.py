@@ -7,8 +7,7 @@ convolutions: 4 + 2 × (units per stage).
 
 from torch import nn
 
-from lrbench import BackboneSpec, InputSpec, SPHEREFACE_96x112, hookimpl
-from lrbench.checkpoints import CheckpointLayout, load_weights
+from lrbench import BackboneSpec, CheckpointLayout, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights
 
 UNITS = {4: (0, 0, 0, 0), 10: (0, 1, 2, 0), 20: (1, 2, 4, 1), 36: (2, 4, 8, 2), 64: (3, 8, 16, 3)}
 WIDTHS = (64, 128, 256, 512)
@@ -115,6 +114,7 @@ def register_backbones(register):
             name="sphereface",
             build=build,
             input=InputSpec(SPHEREFACE_96x112, "BGR", mean=(127.5,) * 3, std=(128.0,) * 3),
+            seed_input=InputSpec(SPHEREFACE_96x112, "BGR", mean=(127.5,) * 3, std=(127.5,) * 3),
             embedding_dim=EMBEDDING,
             needs_weights=True,
             options={"depth": 20},

@@ -6,7 +6,8 @@ import torchvision
 
 from lrbench import registry
 from lrbench.errors import UsageError
-from lrbench.models import build_backbone, parse_options
+from lrbench.models import build_backbone
+from lrbench.options import parse_options
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from torch import nn
 
 from lrbench import registry
 from lrbench.errors import DataError
-from lrbench.models import build_backbone, parse_options
+from lrbench.models import build_backbone
+from lrbench.options import parse_options
 
 
 class Sphere20aPort(nn.Module):
