@@ -130,6 +130,9 @@ def _check_out(out: Path, overwrite: bool) -> None:
               help="Degrade both images of a pair, or only the second (HR gallery vs LR probe).")
 @click.option("--threshold-rule", type=click.Choice(["exact", "grid"]), default="exact", show_default=True,
               help="Per-fold threshold: exact from sorted scores, or the seed's grid.")
+@click.option("--report-folds", metavar="FOLDS",
+              help="Report only these folds (e.g. 1 for a model trained on View 2 folds 2-10); thresholds still "
+              "come from the other folds.")
 @click.option("--preset", type=click.Choice(["lrbench", "seed"]), default="lrbench", show_default=True,
               help="seed: evaluate as the seed project did (degradation seed, mode both, fusion concat, grid "
               "threshold, its input normalisation); options given explicitly still win.")

@@ -49,6 +49,7 @@ class EvalSettings:
     mode: str = "both"
     fusion: str | None = None  # None: the backbone's preference
     threshold_rule: str = "exact"
+    report_folds: str | None = None  # e.g. "1": report only these folds (1-based), thresholds from the others
     device: str = "auto"
     precision: str = "fp32"
     channels_last: bool | None = None  # None: on for CUDA
@@ -189,6 +190,7 @@ class Prepared:
     input_spec: InputSpec
     degradation: DegradationSpec
     degradation_options: dict
+    report_folds: list[int] | None
     protocol: ProtocolSpec
     pairs: PairSet
     landmarks_file: Path | None
@@ -233,7 +235,13 @@ class Prepared:
                 "value": settings.weights,
                 "sha256": _sha256(Path(settings.weights)) if settings.weights else None,
             },
-            "definitions": definitions(self.backbone.metric, self.fusion, settings.threshold_rule, settings.mode),
+            "definitions": definitions(
+                self.backbone.metric,
+                self.fusion,
+                settings.threshold_rule,
+                settings.mode,
+                None if self.report_folds is None else [fold + 1 for fold in self.report_folds],
+            ),
             "citation": self.protocol.citation,
             "timings": self.timings,
         }
@@ -250,6 +258,20 @@ def _check(settings: EvalSettings) -> None:
         raise UsageError(f"--fusion {settings.fusion}: choose one of {', '.join(FLIP_FUSIONS)}")
     if settings.batch_size < 1:
         raise UsageError(f"--batch-size {settings.batch_size}: must be at least 1")
+
+
+def _report_folds(text: str | None, pairs: PairSet) -> list[int] | None:
+    """``--report-folds 1`` or ``1,3`` (1-based, as LFW numbers its folds) → 0-based fold ids."""
+    if text is None:
+        return None
+    n_folds = int(pairs.folds.max()) + 1
+    try:
+        chosen = sorted({int(part) for part in str(text).split(",")})
+    except ValueError:
+        raise UsageError(f"--report-folds {text}: expected fold numbers like 1 or 1,3") from None
+    if not chosen or chosen[0] < 1 or chosen[-1] > n_folds or len(chosen) == n_folds:
+        raise UsageError(f"--report-folds {text}: choose some of the folds 1…{n_folds}, not all")
+    return [fold - 1 for fold in chosen]
 
 
 def prepare(settings: EvalSettings) -> Prepared:
@@ -315,6 +337,7 @@ def prepare(settings: EvalSettings) -> Prepared:
         input_spec,
         degradation,
         degradation_options,
+        _report_folds(settings.report_folds, pairs),
         protocol,
         pairs,
         landmarks_file,
@@ -346,7 +369,9 @@ def evaluate(settings: EvalSettings) -> RunData:
         timings["features_s"] += time.perf_counter() - started
         started = time.perf_counter()
         try:
-            result = evaluate_verification(score, pairs.same, pairs.folds, rule=settings.threshold_rule)
+            result = evaluate_verification(
+                score, pairs.same, pairs.folds, rule=settings.threshold_rule, report_folds=prepared.report_folds
+            )
         except ValueError as exc:
             raise DataError(f"{pairs.source}: cannot score this protocol: {exc}") from exc
         timings["metrics_s"] += time.perf_counter() - started
@@ -365,11 +390,11 @@ def evaluate(settings: EvalSettings) -> RunData:
                 "auc": result.auc,
                 "eer": result.eer,
                 **{f"tar_at_far_{far:g}": tar for far, tar in result.tar_at_far.items()},
-                "pairs": len(score),
+                "pairs": int(np.isin(pairs.folds, result.fold_ids).sum()),
             }
         )
-        for fold, (acc, threshold) in enumerate(zip(result.fold_accuracy, result.fold_threshold), 1):
-            fold_rows.append({"df": df, "fold": fold, "accuracy": acc, "threshold": threshold})
+        for fold, acc, threshold in zip(result.fold_ids, result.fold_accuracy, result.fold_threshold):
+            fold_rows.append({"df": df, "fold": int(fold) + 1, "accuracy": acc, "threshold": threshold})
         roc_rows.extend({"df": df, "fpr": f, "tpr": t} for f, t in zip(result.roc_fpr, result.roc_tpr))
     return RunData.from_sweep(prepared.manifest(), rows, fold_rows, roc_rows, scores, pairs)
 

@@ -113,11 +113,12 @@ def best_threshold(scores: ArrayLike, same: ArrayLike, rule: str = "exact") -> f
 class VerificationResult:
     """Everything a verification run reports; fold arrays are ordered by ascending fold id."""
 
+    fold_ids: np.ndarray  # the folds reported, ascending
     fold_accuracy: np.ndarray  # accuracy of each fold with the threshold chosen on the other folds
     fold_threshold: np.ndarray
     accuracy_mean: float
     accuracy_std: float  # population std (ddof=0), as the seed project and LFW papers report
-    accuracy_sem: float  # standard error of the mean: std(ddof=1) / sqrt(n_folds)
+    accuracy_sem: float  # standard error of the mean: std(ddof=1) / sqrt(n_folds); 0 for a single fold
     auc: float  # pooled
     eer: float  # pooled, interpolated on the ROC segment where FPR = 1 - TPR
     tar_at_far: dict[float, float]  # pooled; highest TPR among ROC points with FPR <= far
@@ -159,8 +160,13 @@ def evaluate_verification(
     folds: ArrayLike,
     rule: str = "exact",
     fars: Iterable[float] = (1e-3, 1e-2),
+    report_folds: Iterable[int] | None = None,
 ) -> VerificationResult:
     """k-fold verification accuracy (threshold from the other folds) plus pooled AUC, EER and TAR@FAR.
+
+    ``report_folds`` restricts the report to some fold ids (e.g. LFW's protocol for methods trained on
+    folds 2–10: test on fold 1, threshold from the others): accuracies, spread and the pooled metrics then
+    cover only those folds' pairs, while thresholds still come from all the other folds.
 
     TAR@FAR is read from the full ROC (``drop_intermediate=False``): the plotting curve drops collinear
     points, which could lower the best TPR reachable under a FAR bound.
@@ -168,6 +174,12 @@ def evaluate_verification(
     _check_rule(rule)
     scores, same = _check_pairs(scores, same)
     folds, fold_ids = _check_folds(folds, len(scores))
+    if report_folds is not None:
+        wanted = np.unique(np.asarray(list(report_folds)))
+        unknown = np.setdiff1d(wanted, fold_ids)
+        if len(unknown) or not len(wanted):
+            raise ValueError(f"report folds {unknown.tolist() or '[]'} are not among the folds {fold_ids.tolist()}")
+        fold_ids = wanted
     fars = tuple(float(far) for far in fars)
     if any(not 0.0 <= far <= 1.0 for far in fars):
         raise ValueError(f"FAR values must lie in [0, 1], got {fars}")
@@ -183,14 +195,19 @@ def evaluate_verification(
         fold_threshold[i] = threshold
         fold_accuracy[i] = np.mean((scores[test] > threshold) == same[test])
 
+    reported = np.isin(folds, fold_ids)
+    scores, same = scores[reported], same[reported]
+    if same.all() or not same.any():
+        raise ValueError("the reported folds must include both same and different pairs")
     fpr_full, tpr_full, _ = roc_curve(same, scores, drop_intermediate=False)
     roc_fpr, roc_tpr, _ = roc_curve(same, scores, drop_intermediate=True)
     return VerificationResult(
+        fold_ids=fold_ids,
         fold_accuracy=fold_accuracy,
         fold_threshold=fold_threshold,
         accuracy_mean=float(fold_accuracy.mean()),
         accuracy_std=float(fold_accuracy.std(ddof=0)),
-        accuracy_sem=float(fold_accuracy.std(ddof=1) / np.sqrt(len(fold_accuracy))),
+        accuracy_sem=float(fold_accuracy.std(ddof=1) / np.sqrt(len(fold_accuracy))) if len(fold_accuracy) > 1 else 0.0,
         auc=float(roc_auc_score(same, scores)),
         eer=_equal_error_rate(fpr_full, tpr_full),
         tar_at_far={far: float(tpr_full[fpr_full <= far].max()) for far in fars},

@@ -41,16 +41,20 @@ _MODES = {
 }
 
 
-def definitions(metric: str, fusion: str, threshold_rule: str, mode: str) -> dict[str, str]:
+def definitions(
+    metric: str, fusion: str, threshold_rule: str, mode: str, report_folds: list[int] | None = None
+) -> dict[str, str]:
     """The four choices toolboxes disagree on (score, threshold, fusion, spread), stated in words."""
+    aggregation = "accuracy is the mean of the per-fold accuracies; AUC, EER, TAR@FAR and ROC pool all reported pairs"
+    if report_folds:
+        aggregation += f"; only folds {report_folds} are reported, each thresholded on all the other folds"
     return {
         "score": _SCORES[metric],
         "threshold": _THRESHOLD_RULES[threshold_rule],
         "flip_fusion": _FUSIONS[fusion],
         "spread": "accuracy_std: population standard deviation (ddof=0) of the fold accuracies; "
         "accuracy_sem: sample standard deviation (ddof=1) / sqrt(folds)",
-        "aggregation": "accuracy is the mean of the per-fold accuracies; "
-        "AUC, EER, TAR@FAR and ROC pool all pairs",
+        "aggregation": aggregation,
         "degraded": _MODES[mode],
     }
 

@@ -203,3 +203,13 @@ def test_random_weights_run_with_a_warning_and_missing_weights_are_a_usage_error
     one_line_error(invoke("run", "-b", "sphereface", "--data", data, "--out", tmp_path / "s"), 2, "needs --weights")
     one_line_error(invoke("run", "-b", "sphereface", "--weights", "random", "--option", "depth=7", "--data", data,
                           "--out", tmp_path / "t"), 2, "depth 7")
+
+
+def test_report_folds_reports_one_fold_thresholded_on_the_others(data, tmp_path):
+    result = invoke(*run_args(data, tmp_path / "run", "--report-folds", "1", "--json"))
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["results"][0]
+    assert row["pairs"] == 8 and row["accuracy_std"] == 0.0
+    folds = pd.read_csv(tmp_path / "run" / "folds.csv")
+    assert folds["fold"].tolist() == [1]
+    one_line_error(invoke(*run_args(data, tmp_path / "bad", "--report-folds", "11")), 2, "--report-folds 11")

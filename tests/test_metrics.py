@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from lrbench.metrics import (
     THRESHOLD_RULES,
@@ -227,3 +228,15 @@ def test_best_threshold_rejects_bad_inputs():
         best_threshold([np.nan, 0.3], [True, False])
     with pytest.raises(ValueError, match="unknown threshold rule"):
         best_threshold([0.1, 0.3], [True, False], rule="loop")
+
+
+def test_report_folds_cover_only_those_folds_with_thresholds_from_all_others():
+    scores, same, folds = synthetic_lfw_scores(1)
+    full = evaluate_verification(scores, same, folds)
+    one = evaluate_verification(scores, same, folds, report_folds=[0])
+    assert one.fold_ids.tolist() == [0] and full.fold_ids.tolist() == list(range(10))
+    assert one.fold_accuracy[0] == full.fold_accuracy[0] and one.fold_threshold[0] == full.fold_threshold[0]
+    assert one.accuracy_mean == full.fold_accuracy[0] and one.accuracy_std == 0 and one.accuracy_sem == 0
+    assert one.auc == pytest.approx(roc_auc_score(same[folds == 0], scores[folds == 0]))
+    with pytest.raises(ValueError, match="report folds"):
+        evaluate_verification(scores, same, folds, report_folds=[10])
