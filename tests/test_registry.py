@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lrbench import registry
+from lrbench.errors import UsageError
 from lrbench.models import build_backbone
 
 BACKBONES = sorted(registry.collect("backbone"))
@@ -14,7 +15,10 @@ PROTOCOLS = sorted(registry.collect("protocol"))
 @pytest.mark.parametrize("name", BACKBONES)
 def test_backbone_forward_matches_its_spec(name):
     spec = registry.backbone(name)
-    model = build_backbone(spec, "random" if spec.needs_weights else None)
+    try:
+        model = build_backbone(spec, None)
+    except UsageError:  # weights needed or not installed: the untrained architecture instead
+        model = build_backbone(spec, "random")
     width, height = spec.input.template.size
     crops = torch.randint(0, 256, (2, 3, height, width)).float()
     with torch.inference_mode():
@@ -27,7 +31,7 @@ def test_backbone_forward_matches_its_spec(name):
 def test_degradation_keeps_shape_and_range(name):
     batch = torch.rand(2, 3, 112, 96) * 255
     out = registry.degradation(name).apply(batch, 4)
-    assert out.shape == batch.shape and 0 <= out.min() and out.max() <= 255
+    assert out.shape == batch.shape and out.min() >= 0 and out.max() <= 255
     assert not torch.equal(out, batch)
 
 
