@@ -27,17 +27,24 @@ from lrbench import registry
 from lrbench.align import align_face
 from lrbench.crops import landmarks_for
 from lrbench.engine import PRECISIONS, EvalSettings, evaluate, resolve_device, score_pairs
-from lrbench.models import build_backbone, parse_options
+from lrbench.models import build_backbone
+from lrbench.options import parse_options
 from lrbench.synth import synthesize
 
 SHARED_LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 
 
-def subset_pairs(pairs_file: Path, folds: int, out: Path) -> Path:
-    """The first ``folds`` folds of a View-2-format pairs file, as a pairs file of its own."""
+def subset_pairs(pairs_file: Path, folds: int, per_class: int | None, out: Path) -> Path:
+    """The first ``folds`` folds of a View-2-format pairs file (optionally ``per_class`` same and different
+    pairs of each), as a pairs file of its own."""
     lines = pairs_file.read_text().splitlines()
-    per_class = int(lines[0].split()[1])
-    out.write_text("\n".join([f"{folds}\t{per_class}", *lines[1 : 1 + folds * 2 * per_class]]) + "\n")
+    full = int(lines[0].split()[1])
+    keep = min(per_class or full, full)
+    body = []
+    for fold in range(folds):
+        start = 1 + fold * 2 * full
+        body += lines[start : start + keep] + lines[start + full : start + full + keep]
+    out.write_text("\n".join([f"{folds}\t{keep}", *body]) + "\n")
     return out
 
 
@@ -51,7 +58,7 @@ def naive_run(settings: EvalSettings, spec, model, device, df: int) -> np.ndarra
     """The seed's loop: per pair, decode and align both images, degrade, forward face and mirror of both."""
     protocol = registry.protocol(settings.protocol)
     pairs = protocol.load(Path(settings.data), settings.pairs)
-    landmarks = dict(zip(pairs.images, landmarks_for(pairs.images, pairs.landmarks)))
+    landmarks = dict(zip(pairs.images, landmarks_for(pairs.images, settings.landmarks)))
     degrade = registry.degradation(settings.degradation).apply
     autocast = torch.autocast(device.type, dtype=PRECISIONS[settings.precision], enabled=settings.precision != "fp32")
     scores = []
@@ -113,6 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="LFW-format folder with pairs.txt and landmarks.txt")
     parser.add_argument("--folds", type=int, default=2, help="how many folds of pairs to use")
+    parser.add_argument("--per-class", type=int, help="same (and different) pairs per fold (default: all)")
     parser.add_argument("--backbone", default="sphereface")
     parser.add_argument("--weights", default="random")
     parser.add_argument("--option", action="append", default=[], help="backbone option name=value")
@@ -129,7 +137,7 @@ def main() -> None:
         data = args.data or (SHARED_LFW if (SHARED_LFW / "pairs.txt").is_file() else None)
         if data is None:
             data = synthesize(scratch / "synth").lfw_root
-        pairs_file = subset_pairs(Path(data) / "pairs.txt", args.folds, scratch / "pairs.txt")
+        pairs_file = subset_pairs(Path(data) / "pairs.txt", args.folds, args.per_class, scratch / "pairs.txt")
         settings = EvalSettings(
             backbone=args.backbone, data=data, pairs=pairs_file, landmarks=Path(data) / "landmarks.txt",
             weights=args.weights, options=tuple(args.option), dfs=str(args.df), device=str(device),

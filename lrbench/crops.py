@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +29,11 @@ def default_cache_dir() -> Path:
 def read_landmarks(path: Path) -> dict[str, np.ndarray]:
     """Parse a ``relpath x1 y1 … x5 y5`` file strictly; a malformed line is an error naming it."""
     path = Path(path)
-    table: dict[str, np.ndarray] = {}
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read landmarks: {exc}") from exc
+    names, values = [], []
     for line_no, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
@@ -40,14 +41,16 @@ def read_landmarks(path: Path) -> dict[str, np.ndarray]:
         if len(fields) != 11:
             raise DataError(f"{path}:{line_no}: expected a path and 10 coordinates, got {len(fields)} fields")
         try:
-            points = np.array([float(v) for v in fields[1:]]).reshape(5, 2)
+            values.append([float(v) for v in fields[1:]])
         except ValueError:
             raise DataError(
                 f"{path}:{line_no}: coordinates must be numbers, got {' '.join(fields[1:])!r}"
             ) from None
-        if not np.isfinite(points).all():
+        if not all(math.isfinite(v) for v in values[-1]):
             raise DataError(f"{path}:{line_no}: coordinates must be finite")
-        table[Path(fields[0]).as_posix()] = points
+        names.append(fields[0].replace("\\", "/"))
+    points = np.asarray(values, dtype=np.float64).reshape(-1, 5, 2)
+    table = dict(zip(names, points))
     return table
 
 

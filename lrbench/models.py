@@ -16,7 +16,9 @@ def build_backbone(spec: BackboneSpec, weights: str | None, options: dict | None
             f"backbone {spec.name!r} needs --weights (a checkpoint file, or 'random' for an untrained network)"
         )
     try:
-        model = spec.build(weights, **(options or {}))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # an untrained network is the same one in every run
+            model = spec.build(weights, **(options or {}))
     except LrbenchError:
         raise
     except (ValueError, FileNotFoundError, KeyError) as exc:
