@@ -3,7 +3,9 @@
 Real low-resolution faces are not just small: optics blur them, the sensor adds noise and the camera
 compresses them. ``camera`` applies, in that order: Gaussian blur (sigma, in high-resolution pixels),
 area downsampling to (int(W/DF), int(H/DF)), additive Gaussian noise (in grey levels) and JPEG re-encoding
-(quality), then bicubic upsampling back to the crop size. Each step is an option:
+(quality), then bicubic upsampling back to the crop size. The noise is drawn from a generator seeded by
+``seed`` and DF, so a run is repeatable; it is drawn per batch, so it changes with ``--batch-size``.
+Each step is an option:
 
     lrbench run --backbone lbp --data ~/lfw --df 4 --degradation camera \\
         --degradation-option sigma=1.5 --degradation-option noise=4 --degradation-option jpeg=60
