@@ -358,22 +358,28 @@ def synth(out, **options):
 @cli.command()
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
 @_dfs_option("1-13")
-@click.option("--backbone", "-b", default="lbp", show_default=True)
+@click.option("--student-df", default=8, show_default=True, help="The DF the LR student is distilled at.")
 @click.option("--json", "as_json", is_flag=True)
-def demo(out, dfs, backbone, as_json):
-    """The main job on embedded data: synthesise a dataset, sweep DF, write the report."""
-    from .engine import EvalSettings, evaluate
-    from .synth import synthesize
+def demo(out, dfs, student_df, as_json):
+    """The main job on embedded data: synthesise faces, train a small SphereFace, sweep DF, distil an LR
+    student, sweep it, and write one report with both curves (OUT/report.html; runs in OUT/hr, OUT/lr<DF>)."""
+    from .report import console_table, render, results_json
+    from .results import write_run
+    from .training.demo import run_demo
 
-    data = synthesize(out.parent / f"{out.name}-data")
-    settings = EvalSettings(
-        backbone=backbone,
-        data=data.lfw_root,
-        dfs=dfs,
-        cache_dir=None,
-        show_progress=not as_json and sys.stderr.isatty(),
-    )
-    _finish(evaluate(settings), out, True, as_json)
+    runs = run_demo(out, dfs, student_df, show_progress=not as_json and sys.stderr.isatty())
+    for run, name in zip(runs, ("hr", f"lr{student_df}")):
+        run.manifest["command"] = shlex.join(click.get_current_context().meta["lrbench.argv"])
+        run.manifest["versions"] = _versions()
+        write_run(run, out / name, overwrite=True, render=lambda run, folder: render([run], folder))
+    render(list(runs), out)
+    if as_json:
+        click.echo(results_json(list(runs)))
+        return
+    console = _stdout_console()
+    for run in runs:
+        console.print(console_table(run))
+    console.print(f"report: {out / 'report.html'}  (runs: {out / 'hr'}, {out / f'lr{student_df}'})")
 
 
 class TrainerGroup(click.Group):

@@ -143,7 +143,8 @@ class FeatureExtractor:
 
     def embed(self, crops: torch.Tensor, df: int) -> torch.Tensor:
         """Fused features of an (N, H, W, 3) uint8 batch of crops degraded at ``df``."""
-        batch = crops.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        # contiguous NCHW: resizing a channels-last view is about 1.8× slower on CPUs
+        batch = crops.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().contiguous()
         batch = self.spec.normalise(self.degrade(batch, df))
         if self.fusion != "none":
             batch = torch.cat([batch, batch.flip(3)])

@@ -24,6 +24,7 @@ DEFAULT_PLUGINS = (
     "lrbench_plugins.dlib_resnet",
     "lrbench_plugins.resize",
     "lrbench_plugins.pairs_protocols",
+    "lrbench_plugins.trainers",
 )
 
 PLUGINS_DIR_ENV = "LRBENCH_PLUGINS_DIR"

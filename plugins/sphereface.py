@@ -35,16 +35,22 @@ class Stage(nn.Module):
 
 
 class SphereNet(nn.Module):
-    """SphereFace-{4,10,20,36,64}: (N, 3, 112, 96) → (N, 512)."""
+    """SphereFace-{4,10,20,36,64}: (N, 3, 112, 96) → (N, 512).
 
-    def __init__(self, depth: int = 20):
+    ``width`` multiplies the channel counts (64/128/256/512 at 1.0): narrow networks train in seconds on
+    a CPU, for tests and the demo.
+    """
+
+    def __init__(self, depth: int = 20, width: float = 1.0):
         super().__init__()
         if depth not in UNITS:
             raise ValueError(f"depth {depth} is not a SphereFace network; choose one of {sorted(UNITS)}")
+        if width <= 0:
+            raise ValueError(f"width {width} must be positive (1.0 gives 64/128/256/512 channels)")
         self.depth = depth
-        channels = (3, *WIDTHS)
+        channels = (3, *(max(1, round(w * width)) for w in WIDTHS))
         self.stages = nn.Sequential(*(Stage(channels[s], channels[s + 1], n) for s, n in enumerate(UNITS[depth])))
-        self.fc5 = nn.Linear(WIDTHS[-1] * 7 * 6, EMBEDDING)
+        self.fc5 = nn.Linear(channels[-1] * 7 * 6, EMBEDDING)
         self._initialise()
 
     def _initialise(self):
@@ -100,8 +106,8 @@ def layouts(depth: int) -> tuple[CheckpointLayout, ...]:
     )
 
 
-def build(weights, depth: int = 20):
-    model = SphereNet(depth)
+def build(weights, depth: int = 20, width: float = 1.0):
+    model = SphereNet(depth, width)
     if weights != "random":
         load_weights(model, weights, layouts(depth), ignore=("fc6.",))
     return model
@@ -117,8 +123,9 @@ def register_backbones(register):
             seed_input=InputSpec(SPHEREFACE_96x112, "BGR", mean=(127.5,) * 3, std=(127.5,) * 3),
             embedding_dim=EMBEDDING,
             needs_weights=True,
-            options={"depth": 20},
+            options={"depth": 20, "width": 1.0},
             checkpoint_layouts=("native", *(layout.name for layout in layouts(20))),
-            description="SphereFace-4/10/20/36/64 (option depth, default 20 = sphere20a); 512-d",
+            description="SphereFace-4/10/20/36/64 (option depth, default 20 = sphere20a; width scales the channels); "
+            "512-d",
         )
     )

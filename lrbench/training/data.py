@@ -1,0 +1,210 @@
+"""Training images: a folder of faces (identity folders give labels), aligned once and held in memory.
+
+Batches are gathered from the in-memory crops; the data order and the per-sample augmentation (mirror
+image, degradation factor) are functions of (seed, epoch, batch) only, so a run resumed in the middle
+of an epoch sees exactly the batches the interrupted run would have seen, and a run split over several
+processes sees exactly the global batches of a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..crops import landmarks_for, load_crops
+from ..errors import DataError, UsageError
+from ..specs import CropTemplate
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+ALIGN_THREADS = min(4, os.cpu_count() or 1)  # threads decoding and aligning images (once per image)
+
+
+@dataclass
+class FaceFolder:
+    """The images under ``root``; ``labels`` index ``identities`` (empty, and labels -1, for a flat folder)."""
+
+    root: Path
+    images: list[str]
+    labels: np.ndarray
+    identities: list[str]
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.identities)
+
+
+def read_people(path: Path, folds: str | None = None) -> set[str]:
+    """Names listed in ``path``: one per line (extra fields ignored), or LFW's people.txt with its folds.
+
+    people.txt starts with the number of folds, then per fold a count line and that many ``name count``
+    lines; ``folds`` ("2-10", 1-based) keeps only those folds' people.
+    """
+    try:
+        lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read people list: {exc}") from exc
+    counts = [fields for fields in lines if len(fields) == 1 and fields[0].isdigit()]
+    entries = [fields for fields in lines if len(fields) == 2 and fields[1].isdigit()]
+    if entries and len(counts) + len(entries) == len(lines) and lines[0] in counts:
+        per_fold = _people_folds(path, lines)
+        chosen = range(1, len(per_fold) + 1) if folds is None else _fold_numbers(folds, len(per_fold))
+        return {name for fold in chosen for name in per_fold[fold - 1]}
+    if folds is not None:
+        raise UsageError(f"--people-folds {folds}: {path} is a plain list of names, not a people.txt with folds")
+    return {fields[0] for fields in lines}
+
+
+def _fold_numbers(text: str, count: int) -> list[int]:
+    """``2-10`` or ``1,3`` → fold numbers (1-based), each within 1…count."""
+    chosen = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            chosen += range(int(low), int(high or low) + 1)
+    except ValueError:
+        raise UsageError(f"--people-folds {text}: expected fold numbers like 2-10 or 1,3") from None
+    if not chosen or min(chosen) < 1 or max(chosen) > count:
+        raise UsageError(f"--people-folds {text}: the people file has folds 1…{count}")
+    return sorted(set(chosen))
+
+
+def _people_folds(path: Path, lines: list[list[str]]) -> list[list[str]]:
+    folds, position, out = int(lines[0][0]), 1, []
+    for _ in range(folds):
+        if position >= len(lines) or len(lines[position]) != 1 or not lines[position][0].isdigit():
+            raise DataError(f"{path}: line {position + 1}: expected the number of people in fold {len(out) + 1}")
+        count = int(lines[position][0])
+        out.append([fields[0] for fields in lines[position + 1 : position + 1 + count]])
+        position += 1 + count
+    return out
+
+
+def scan_folder(root: Path, people: set[str] | None = None) -> FaceFolder:
+    """Every image under ``root``; when each sits in a sub-folder, the sub-folder is its identity."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"--data {root}: not a directory")
+    images = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if people is not None:
+        images = [rel for rel in images if rel.split("/", 1)[0] in people]
+    if not images:
+        wanted = " of the listed people" if people is not None else ""
+        raise DataError(f"{root}: no images{wanted} ({', '.join(IMAGE_SUFFIXES)}) found")
+    if all("/" in rel for rel in images):
+        names = [rel.split("/", 1)[0] for rel in images]
+        identities = sorted(set(names))
+        lookup = {name: k for k, name in enumerate(identities)}
+        return FaceFolder(root, images, np.array([lookup[n] for n in names], dtype=np.int64), identities)
+    return FaceFolder(root, images, np.full(len(images), -1, dtype=np.int64), [])
+
+
+def aligned_crops(
+    folder: FaceFolder,
+    template: CropTemplate,
+    landmarks: Path | None,
+    *,
+    workers: int,
+    cache_dir: Path | None,
+    show_progress: bool,
+) -> np.ndarray:
+    """(N, H, W, 3) uint8 crops of the folder's images for ``template`` (decoded and aligned once, cached)."""
+    points = landmarks_for(folder.images, landmarks) if landmarks is not None else None
+    crops, _ = load_crops(
+        folder.root, folder.images, template, points, workers=workers, cache_dir=cache_dir, show_progress=show_progress
+    )
+    return crops
+
+
+class CropBatches(torch.utils.data.Dataset):
+    """Batches gathered from in-memory crops (one array per crop template), mirrored where asked.
+
+    A sampler yields lists of (index, flip, df); a batch is a dict of tensors: ``index``, ``label``,
+    ``flip``, ``df`` and one uint8 (B, H, W, 3) tensor per crop array.
+    """
+
+    def __init__(self, crops: dict[str, np.ndarray], labels: np.ndarray):
+        self.crops, self.labels = crops, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, items: list[tuple[int, bool, int]]) -> dict[str, torch.Tensor]:
+        index = np.array([item[0] for item in items], dtype=np.int64)
+        flip = np.array([item[1] for item in items], dtype=bool)
+        batch = {
+            "index": torch.from_numpy(index),
+            "label": torch.from_numpy(self.labels[index]),
+            "flip": torch.from_numpy(flip),
+            "df": torch.tensor([item[2] for item in items], dtype=torch.int64),
+        }
+        for name, array in self.crops.items():
+            images = array[index]
+            images[flip] = images[flip, :, ::-1]
+            batch[name] = torch.from_numpy(images)
+        return batch
+
+
+def whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The DataLoader's collate function: ``__getitems__`` already returns the batch."""
+    return batch
+
+
+class EpochBatches:
+    """This process's share of each global batch of an epoch, from the batch ``start`` on.
+
+    Like torch's DistributedSampler, the epoch's order is a permutation seeded by (seed, epoch) and each
+    of ``world`` processes takes a slice of every global batch; unlike it, it can start mid-epoch and
+    draws each sample's augmentation (mirror image with probability ½ if ``flip``, a DF from ``dfs``)
+    from a generator seeded by (seed, epoch, batch). The last incomplete batch is dropped.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        seed: int,
+        epoch: int,
+        start: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        flip: bool = False,
+        dfs: list[int] | None = None,
+    ):
+        self.size, self.batch_size, self.seed, self.epoch, self.start = size, batch_size, seed, epoch, start
+        self.rank, self.world, self.flip, self.dfs = rank, world, flip, dfs or [1]
+        share = batch_size // world
+        self.local = slice(rank * share, (rank + 1) * share)
+
+    def __len__(self) -> int:
+        return max(0, self.size // self.batch_size - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool, int]]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        for b in range(self.start, self.size // self.batch_size):
+            rng = np.random.default_rng([self.seed, self.epoch, b])
+            flips = rng.random(self.batch_size) < 0.5 if self.flip else np.zeros(self.batch_size, dtype=bool)
+            dfs = rng.choice(self.dfs, self.batch_size)
+            chosen = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield list(zip(chosen[self.local].tolist(), flips[self.local].tolist(), dfs[self.local].tolist()))
+
+
+def degrade_each(
+    batch: torch.Tensor, dfs: torch.Tensor, apply: Callable[[torch.Tensor, int], torch.Tensor]
+) -> torch.Tensor:
+    """Each image of a float NCHW 0…255 batch degraded at its own DF: one call of ``apply`` per distinct DF."""
+    out = batch.clone()
+    for df in dfs.unique().tolist():
+        if df != 1:
+            chosen = (dfs == df).nonzero().squeeze(1)
+            out[chosen] = apply(batch[chosen], df)
+    return out

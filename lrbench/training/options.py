@@ -1,0 +1,297 @@
+"""The command-line options every trainer shares, and what a resumed run keeps of them.
+
+A trainer plugin stacks ``loop_options`` and ``data_options`` on its click command, adds its own, and hands
+the collected values to ``resolve_config``: a new run takes them as given; ``--resume DIR`` takes the run's
+stored configuration, refusing options that would change the computation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..crops import default_cache_dir
+from ..degrade import parse_dfs
+from ..errors import UsageError
+from ..specs import CropTemplate
+from . import distributed
+from .checkpoint import LAST, load_checkpoint
+from .data import ALIGN_THREADS, FaceFolder, aligned_crops, read_people, scan_folder
+from .loop import OPTIMIZERS, SCHEDULES, LoopSettings, Validation
+
+# Options a resumed run may change: they decide where and how fast it runs, or what is validated, not
+# what the weights become.
+RUNTIME = frozenset(
+    {
+        "out",
+        "resume",
+        "device",
+        "workers",
+        "checkpoint_every",
+        "log_every",
+        "cache_dir",
+        "no_cache",
+        "val",
+        "val_data",
+        "val_pairs",
+        "val_landmarks",
+        "val_df",
+        "val_every",
+    }
+)
+
+
+def _stack(*decorators):
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+def loop_options(lr: float):
+    """Output, resume, device, length, optimizer, schedule, precision, seed, checkpoints and validation."""
+    path = click.Path(path_type=Path)
+    return _stack(
+        click.option("--out", "-o", type=path, help="Run folder: last.pt, best.pt, model.pt, log.jsonl, summary.json."),
+        click.option(
+            "--resume",
+            type=path,
+            metavar="DIR",
+            help="Continue the run in DIR exactly where its last.pt left off (its settings are kept).",
+        ),
+        click.option("--device", default="auto", show_default=True, help="cpu, cuda (auto: cuda if present)."),
+        click.option("--steps", type=int, help="Optimizer steps in all (default: --epochs passes over the data)."),
+        click.option("--epochs", type=int, default=10, show_default=True),
+        click.option(
+            "--batch-size",
+            type=int,
+            default=256,
+            show_default=True,
+            help="Global batch: torchrun's processes share it.",
+        ),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adamw", show_default=True),
+        click.option("--lr", type=float, default=lr, show_default=True, help="Peak learning rate."),
+        click.option(
+            "--weight-decay",
+            type=float,
+            default=5e-4,
+            show_default=True,
+            help="On weights and filters (not biases or PReLU slopes).",
+        ),
+        click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum."),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True),
+        click.option(
+            "--milestones",
+            default="0.6,0.85",
+            show_default=True,
+            help="Step schedule: ×0.1 at these fractions of the run.",
+        ),
+        click.option("--warmup-steps", type=int, default=0, show_default=True, help="Linear warm-up."),
+        click.option("--clip-grad", type=float, help="Clip the gradient norm to this value."),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+            default="auto",
+            show_default=True,
+            help="Mixed precision (auto: bf16 on CUDA, fp32 on CPU).",
+        ),
+        click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seeds initialisation, data order and augmentation."
+        ),
+        click.option(
+            "--workers",
+            type=int,
+            default=0,
+            show_default=True,
+            help="DataLoader worker processes (0: gather batches in the training process, which is fastest "
+            "for crops held in memory).",
+        ),
+        click.option(
+            "--checkpoint-every",
+            type=int,
+            default=500,
+            show_default=True,
+            help="Write last.pt every N steps (also at the end and on Ctrl-C).",
+        ),
+        click.option("--log-every", type=int, default=50, show_default=True),
+        click.option("--val", metavar="PROTOCOL", help="Validate on this protocol (e.g. lfw-view2, or a .toml)."),
+        click.option("--val-data", type=path, help="The validation protocol's data folder."),
+        click.option("--val-pairs", type=path, help="Its pairs file (default: the protocol's)."),
+        click.option("--val-landmarks", type=path, help="Its landmark file (default: the protocol's)."),
+        click.option("--val-aligned", is_flag=True, help="Validation images are already aligned crops."),
+        click.option(
+            "--val-df",
+            default="1",
+            show_default=True,
+            help="DFs to validate at; best.pt maximises their mean accuracy.",
+        ),
+        click.option("--val-every", type=int, help="Validate every N steps (default: --checkpoint-every)."),
+    )
+
+
+def data_options(function):
+    """The training images: a folder (identity sub-folders give labels), landmarks or pre-aligned crops."""
+    path = click.Path(path_type=Path)
+    return _stack(
+        click.option(
+            "--data",
+            type=path,
+            help="Image folder: identity sub-folders (CASIA-WebFace layout) or any folder of faces.",
+        ),
+        click.option(
+            "--landmarks", type=path, help="5-point landmark file (default: landmarks.txt in --data or its parent)."
+        ),
+        click.option("--aligned", is_flag=True, help="Images are already aligned crops: resize only."),
+        click.option(
+            "--people",
+            type=path,
+            help="Train only on the people (identity folders) listed in this "
+            "file: one name per line, or LFW's people.txt.",
+        ),
+        click.option("--people-folds", help="With a people.txt: only these folds, e.g. 2-10."),
+        click.option("--flip/--no-flip", default=True, show_default=True, help="Mirror half the samples."),
+        click.option("--cache-dir", type=path, help="Crop cache (default ~/.cache/lrbench or $LRBENCH_CACHE_DIR)."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the crop cache."),
+    )(function)
+
+
+def _plain(values: dict) -> dict:
+    """JSON-compatible copy (paths as strings, tuples as lists), as the checkpoint stores it."""
+    return json.loads(json.dumps(values, default=str))
+
+
+def resolve_config(ctx: click.Context, trainer: str, params: dict) -> tuple[dict, dict | None]:
+    """The run's configuration and, with ``--resume``, the checkpoint to continue from."""
+    config = _plain(params)
+    if not config["resume"]:
+        if not config["out"]:
+            raise UsageError("--out DIR is required (or --resume DIR to continue a run)")
+        if (Path(config["out"]) / LAST).exists():
+            raise UsageError(
+                f"--out {config['out']}: holds a training run; continue it with --resume {config['out']} or choose "
+                "another folder"
+            )
+        return config, None
+    folder = Path(config["resume"])
+    if config["out"] and Path(config["out"]).resolve() != folder.resolve():
+        raise UsageError(f"--out {config['out']}: a resumed run stays in its folder ({folder})")
+    if not (folder / LAST).is_file():
+        raise UsageError(f"--resume {folder}: no {LAST} there to continue from")
+    state = load_checkpoint(folder / LAST)
+    if state["trainer"] != trainer:
+        raise UsageError(f"--resume {folder}: that is a {state['trainer']!r} run, not {trainer!r}")
+    stored = state["config"]
+    given = {
+        name: value
+        for name, value in config.items()
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
+    for name, value in given.items():
+        if name not in RUNTIME and value != stored.get(name):
+            raise UsageError(
+                f"--{name.replace('_', '-')} {value}: the run in {folder} uses {stored.get(name)}; a resumed run keeps "
+                "its settings (only where and how fast it runs, and what it validates, may change)"
+            )
+    resumed = {**stored, **{name: value for name, value in given.items() if name in RUNTIME}}
+    resumed.update(out=str(folder), resume=str(folder))
+    return resumed, state
+
+
+def interactive() -> bool:
+    """Progress bars when a person watches stderr and only one process writes to it."""
+    return sys.stderr.isatty() and int(os.environ.get("WORLD_SIZE", "1")) == 1
+
+
+def loop_settings(config: dict) -> LoopSettings:
+    """The loop's settings from a trainer's configuration."""
+    validation = None
+    if config["val"]:
+        if not config["val_data"]:
+            raise UsageError(f"--val {config['val']}: needs --val-data (the protocol's data folder)")
+        validation = Validation(
+            protocol=config["val"],
+            data=Path(config["val_data"]),
+            dfs=config["val_df"],
+            every=config["val_every"],
+            pairs=_path(config["val_pairs"]),
+            landmarks=_path(config["val_landmarks"]),
+            aligned=config["val_aligned"],
+        )
+    try:
+        milestones = tuple(float(part) for part in str(config["milestones"]).split(","))
+    except ValueError:
+        raise UsageError(f"--milestones {config['milestones']}: expected fractions like 0.6,0.85") from None
+    return LoopSettings(
+        out=Path(config["out"]),
+        device=config["device"],
+        steps=config["steps"],
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        optimizer=config["optimizer"],
+        lr=config["lr"],
+        weight_decay=config["weight_decay"],
+        momentum=config["momentum"],
+        schedule=config["schedule"],
+        warmup_steps=config["warmup_steps"],
+        milestones=milestones,
+        clip_grad=config["clip_grad"],
+        precision=config["precision"],
+        seed=config["seed"],
+        workers=config["workers"],
+        checkpoint_every=config["checkpoint_every"],
+        log_every=config["log_every"],
+        val=validation,
+        show_progress=interactive(),
+    )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def dfs_option(text: str, template: CropTemplate, flag: str) -> list[int]:
+    """DFs as ``--df`` parses them, errors naming the trainer's own option."""
+    try:
+        return parse_dfs(text, template.size)
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("--df", flag, 1)) from None
+
+
+def training_data(
+    config: dict, templates: dict[str, CropTemplate], ranks: distributed.Ranks
+) -> tuple[FaceFolder, dict[str, np.ndarray]]:
+    """The folder's images and their crops for each named template (rank 0 aligns first, the others read
+    its cache)."""
+    if not config["data"]:
+        raise UsageError("--data DIR is required: the training images")
+    people = read_people(Path(config["people"]), config["people_folds"]) if config["people"] else None
+    if config["people_folds"] and not config["people"]:
+        raise UsageError("--people-folds needs --people (a people.txt)")
+    folder = scan_folder(Path(config["data"]), people)
+    landmarks = None
+    if not config["aligned"]:
+        landmarks = _path(config["landmarks"]) or _find_landmarks(folder.root)
+        if not landmarks.is_file():
+            raise UsageError(f"--landmarks {landmarks}: no such file")
+    cache_dir = None if config["no_cache"] else _path(config["cache_dir"]) or default_cache_dir()
+    crops = {}
+    with distributed.main_first(ranks):
+        for name, template in templates.items():
+            crops[name] = aligned_crops(
+                folder, template, landmarks, workers=ALIGN_THREADS, cache_dir=cache_dir, show_progress=interactive()
+            )
+    return folder, crops
+
+
+def _find_landmarks(root: Path) -> Path:
+    for candidate in (root / "landmarks.txt", root.parent / "landmarks.txt"):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"no landmark file for {root}: pass --landmarks FILE, or --aligned for pre-aligned crops")

@@ -1,0 +1,416 @@
+"""Training: margin heads, a data order that resumes exactly, classification and distillation end to end,
+checkpoints that `lrbench run` evaluates and that resume to the same weights, and errors before training."""
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from lrbench_plugins.trainers import DistillTask, distill
+
+from lrbench import registry
+from lrbench.cli import cli
+from lrbench.training import LAST, Ranks, resolve_config, scan_folder
+from lrbench.training.data import EpochBatches, degrade_each, read_people
+from lrbench.training.heads import ArcFace, ASoftmax, CosFace
+from lrbench.training.loop import schedule_factor
+
+TINY = ["--option", "depth=4", "--option", "width=0.125"]
+TEACHER_TINY = ["--teacher-option", "depth=4", "--teacher-option", "width=0.125"]
+QUICK = ["--batch-size", "8", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A small synthetic LFW-format set and a 6-identity × 4-image training set in CASIA layout."""
+    from lrbench.synth import synthesize
+
+    return synthesize(
+        tmp_path_factory.mktemp("train") / "data",
+        seed=1,
+        pairs_per_fold=4,
+        people_per_fold=3,
+        images_per_person=3,
+        train_identities=6,
+        train_images_per_identity=4,
+    )
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Training here runs on one thread, in-process and in subprocesses: tiny networks gain nothing from
+    more, and on a shared machine OpenMP threads waiting for each other cost more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def classify_args(data, out, *extra):
+    return ["train", "classify", "--data", data.train_images, "--out", out, *TINY, *QUICK, *extra]
+
+
+@pytest.fixture(scope="module")
+def teacher(data, tmp_path_factory):
+    """A briefly trained tiny SphereFace, as a distillation teacher."""
+    out = tmp_path_factory.mktemp("teacher") / "hr"
+    result = invoke(*classify_args(data, out, "--steps", 6))
+    assert result.exit_code == 0, result.output
+    return out / "model.pt"
+
+
+def distill_args(data, teacher, out, *extra):
+    teacher_args = ["--teacher", "sphereface", "--teacher-weights", teacher, *TEACHER_TINY]
+    return ["train", "distill", *teacher_args, "--data", data.train_images, "--out", out, *QUICK, *extra]
+
+
+# -- heads ---------------------------------------------------------------------------------------------------
+
+
+def _psi(theta):
+    """SphereFace's ψ(θ) = (−1)^k cos(4θ) − 2k for θ in [kπ/4, (k+1)π/4]: decreasing over [0, π]."""
+    k = torch.floor(4 * theta / math.pi)
+    return (-1) ** k * torch.cos(4 * theta) - 2 * k
+
+
+def _cosines(head, embeddings):
+    return F.normalize(embeddings) @ F.normalize(head.weight).T
+
+
+@pytest.mark.parametrize(
+    "head, target",
+    [
+        (CosFace(8, 5, scale=30, margin=0.35), lambda cos, norm: 30 * (cos - 0.35)),
+        (ArcFace(8, 5, scale=64, margin=0.5), lambda cos, norm: 64 * torch.cos(torch.acos(cos) + 0.5)),
+        (ASoftmax(8, 5, lambda_min=0.0, base=0.0), lambda cos, norm: norm * _psi(torch.acos(cos))),
+    ],
+    ids=["cosface", "arcface", "asoftmax"],
+)
+def test_margin_heads_change_only_the_true_class_logit(head, target):
+    torch.manual_seed(0)
+    embeddings, labels = torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 4, 0])
+    head.weight.data = torch.randn(5, 8)
+    logits = head(embeddings, labels, step=10**6)
+    cos, norm = _cosines(head, embeddings), embeddings.norm(dim=1)
+    scale = norm[:, None] if isinstance(head, ASoftmax) else head.scale
+    others = ~F.one_hot(labels, 5).bool()
+    torch.testing.assert_close(logits[others], (scale * cos)[others], rtol=1e-4, atol=1e-4)
+    rows = torch.arange(6)
+    torch.testing.assert_close(logits[rows, labels], target(cos[rows, labels], norm), rtol=1e-4, atol=1e-4)
+
+
+def test_a_softmax_phases_its_margin_in_as_lambda_anneals():
+    head = ASoftmax(8, 5)
+    assert head.annealing(0) == 1000.0
+    assert head.annealing(10**6) == 5.0
+    embeddings, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])
+    softmax_like = head(embeddings, labels, step=0)  # λ = 1000: the true logit barely moves from ‖x‖ cos θ
+    cos = _cosines(head, embeddings)
+    torch.testing.assert_close(softmax_like, embeddings.norm(dim=1, keepdim=True) * cos, atol=0.05, rtol=0.01)
+    assert (head(embeddings, labels, step=10**6) < softmax_like - 1e-3).any()
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+
+
+def test_data_order_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
+    full = list(EpochBatches(40, 8, seed=3, epoch=2, flip=True, dfs=[1, 4, 8]))
+    assert len(full) == 5
+    assert sorted(i for batch in full for i, _, _ in batch) == list(range(40))
+    assert list(EpochBatches(40, 8, seed=3, epoch=2, start=3, flip=True, dfs=[1, 4, 8])) == full[3:]
+    assert list(EpochBatches(40, 8, seed=3, epoch=3)) != list(EpochBatches(40, 8, seed=3, epoch=2))
+    assert {df for batch in full for _, _, df in batch} == {1, 4, 8}
+
+
+def test_processes_share_each_global_batch():
+    single = list(EpochBatches(40, 8, seed=1, epoch=0, flip=True))
+    ranks = [list(EpochBatches(40, 8, seed=1, epoch=0, rank=r, world=2, flip=True)) for r in range(2)]
+    assert [a + b for a, b in zip(*ranks)] == single
+
+
+def test_each_sample_is_degraded_at_its_own_df():
+    apply = registry.degradation("bicubic").apply
+    batch = torch.rand(3, 3, 112, 96) * 255
+    out = degrade_each(batch, torch.tensor([1, 8, 4]), apply)
+    torch.testing.assert_close(out[0], batch[0])
+    torch.testing.assert_close(out[1:2], apply(batch[1:2], 8))
+    torch.testing.assert_close(out[2:3], apply(batch[2:3], 4))
+
+
+def test_identity_folders_give_labels_and_a_people_list_restricts_them(data, tmp_path):
+    folder = scan_folder(data.train_images)
+    assert len(folder.images) == 24 and folder.identities == [f"{k:07d}" for k in range(1, 7)]
+    assert folder.labels.tolist() == [k for k in range(6) for _ in range(4)]
+    (tmp_path / "people.txt").write_text("0000002\n0000005\n")
+    chosen = scan_folder(data.train_images, read_people(tmp_path / "people.txt"))
+    assert chosen.identities == ["0000002", "0000005"] and len(chosen.images) == 8
+
+
+def test_lfw_people_files_select_people_by_fold(data):
+    everyone = read_people(data.people)
+    assert len(everyone) == 30
+    assert read_people(data.people, "2-10") == everyone - read_people(data.people, "1")
+
+
+def test_a_flat_folder_has_no_labels(data, tmp_path):
+    for rel in scan_folder(data.train_images).images[:3]:
+        shutil.copy(data.train_images / rel, tmp_path / rel.replace("/", "_"))
+    assert not scan_folder(tmp_path).has_labels
+
+
+# -- classification --------------------------------------------------------------------------------------------
+
+
+def test_classify_lowers_the_loss_and_its_checkpoints_evaluate_with_lrbench_run(data, tmp_path):
+    out = tmp_path / "hr"
+    validation = ["--val", "lfw-view2", "--val-data", data.lfw_root, "--val-every", 12]
+    result = invoke(*classify_args(data, out, *["--steps", "24", "--lr", "3e-3", "--log-every", "3"], *validation))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 24 and summary["loss_last"] < 0.5 * summary["loss_first"]
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "validation" in row] == [0, 12, 24]
+    assert summary["best_validation"] == max(row["validation_mean"] for row in rows if "validation" in row)
+    assert set(torch.load(out / "model.pt", weights_only=True)) == set(
+        registry.backbone("sphereface").build("random", depth=4, width=0.125).state_dict()
+    )
+    accuracy = {}
+    for weights in ("model.pt", "best.pt", "last.pt"):
+        evaluation = ["--data", data.lfw_root, "--out", tmp_path / f"eval-{weights}", "--json"]
+        run = invoke("run", "--backbone", "sphereface", "--weights", out / weights, *TINY, *evaluation)
+        assert run.exit_code == 0, run.output
+        accuracy[weights] = json.loads(run.stdout)["results"][0]["accuracy_mean"]
+    assert accuracy["model.pt"] == accuracy["last.pt"] == pytest.approx(rows[-1]["validation"]["1"])
+    assert accuracy["best.pt"] == pytest.approx(summary["best_validation"])
+
+
+def test_the_learning_rate_warms_up_and_each_step_uses_its_scheduled_rate(data, tmp_path, recwarn):
+    out = tmp_path / "hr"
+    schedule = "--steps 9 --warmup-steps 3 --log-every 1 --optimizer sgd --lr 0.1 --schedule step --milestones 0.5"
+    result = invoke(*classify_args(data, out, *schedule.split()))
+    assert result.exit_code == 0, result.output
+    logged = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines()]
+    factor = schedule_factor("step", 9, 3, (0.5,))
+    assert logged == pytest.approx([0.1 * factor(step) for step in range(9)])
+    assert logged[:5] == pytest.approx([0.1 / 3, 0.2 / 3, 0.1, 0.1, 0.1]) and logged[5] == pytest.approx(0.01)
+    assert not [w for w in recwarn if "lr_scheduler" in str(w.message)]
+
+
+def test_dataloader_workers_do_not_change_what_is_trained(data, tmp_path):
+    for workers in (0, 2):
+        result = invoke(*classify_args(data, tmp_path / f"w{workers}", "--steps", 4, "--workers", workers))
+        assert result.exit_code == 0, result.output
+    alone, with_workers = (torch.load(tmp_path / f"w{w}" / "model.pt") for w in (0, 2))
+    assert all(torch.equal(alone[k], with_workers[k]) for k in alone)
+
+
+def test_validating_leaves_the_training_untouched(data, tmp_path):
+    plain = invoke(*classify_args(data, tmp_path / "plain", "--steps", 4))
+    validated = invoke(
+        *classify_args(
+            data, tmp_path / "val", "--steps", 4, "--val", "lfw-view2", "--val-data", data.lfw_root, "--val-every", 2
+        )
+    )
+    assert plain.exit_code == validated.exit_code == 0, plain.output + validated.output
+    a, b = (torch.load(tmp_path / run / LAST) for run in ("plain", "val"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])  # validation draws no random numbers
+
+
+def test_cosine_schedule_decays_to_zero_after_warm_up():
+    factor = schedule_factor("cosine", 100, 10, ())
+    assert factor(0) == pytest.approx(0.1) and factor(10) == pytest.approx(1.0)
+    assert factor(55) == pytest.approx(0.5) and factor(99) < 0.001
+
+
+# -- distillation --------------------------------------------------------------------------------------------
+
+
+def _distill_task(data, teacher, tmp_path, *extra) -> DistillTask:
+    args = [str(a) for a in distill_args(data, teacher, tmp_path / "lr", *extra)[2:]]
+    ctx = distill.make_context("distill", args)
+    config, _ = resolve_config(ctx, "distill", ctx.params)
+    torch.manual_seed(0)
+    return DistillTask(config, Ranks(0, 1, torch.device("cpu")))
+
+
+def test_the_teacher_is_frozen_and_gets_no_gradients(data, teacher, tmp_path):
+    task = _distill_task(data, teacher, tmp_path)
+    assert not task.teacher.training and not any(p.requires_grad for p in task.teacher.parameters())
+    assert not any(module is task.teacher for module in task.module.modules())
+    batch = task.dataset.__getitems__([(0, False, 8), (5, True, 8)])
+    task.module.train()(**task.inputs(batch, torch.device("cpu"))).backward()
+    assert all(p.grad is None for p in task.teacher.parameters())
+    assert all(p.grad is not None for p in task.module.parameters())
+
+
+def test_the_student_starts_as_the_teacher(data, teacher, tmp_path):
+    task = _distill_task(data, teacher, tmp_path)
+    student, expected = task.module.backbone.state_dict(), torch.load(teacher, weights_only=True)
+    assert all(torch.equal(student[k], expected[k]) for k in expected)
+
+
+def test_cached_teacher_features_equal_the_teachers_own_on_the_crop_and_its_mirror(data, teacher, tmp_path):
+    cached, live = _distill_task(data, teacher, tmp_path), _distill_task(data, teacher, tmp_path, "--no-teacher-cache")
+    assert cached.targets.shape == (2, 24, 512) and live.targets is None
+    batch = cached.dataset.__getitems__([(3, False, 8), (3, True, 8), (17, True, 8)])
+    cpu = torch.device("cpu")
+    torch.testing.assert_close(
+        cached.inputs(batch, cpu)["targets"], live.inputs(batch, cpu)["targets"], rtol=1e-4, atol=1e-5
+    )
+
+
+def test_distill_learns_from_a_folder_without_identities(data, teacher, tmp_path):
+    flat = tmp_path / "faces"
+    flat.mkdir()
+    lines = (data.train_landmarks).read_text().splitlines()
+    for line in lines:
+        shutil.copy(data.train_images / line.split("\t")[0], flat / line.split("\t")[0].replace("/", "_"))
+    (flat / "landmarks.txt").write_text("".join(line.replace("/", "_", 1) + "\n" for line in lines))
+    out = tmp_path / "lr"
+    teacher_args = ["--teacher", "sphereface", "--teacher-weights", teacher, *TEACHER_TINY]
+    training = ["--steps", "12", "--log-every", "3", "--df", "4-8"]
+    result = invoke("train", "distill", *teacher_args, "--data", flat, "--out", out, *QUICK, *training)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["loss_last"] < summary["loss_first"]
+    assert summary["teacher_cache"]["features"] == 2 * 24
+
+
+# -- checkpoints and resume --------------------------------------------------------------------------------
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "lrbench", *(str(a) for a in args)]
+
+
+def _step_of(path) -> int:
+    return torch.load(path, weights_only=True)["step"]
+
+
+def _start_and_wait_for_checkpoint(args, out) -> subprocess.Popen:
+    process = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / LAST).exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.01)
+    return process
+
+
+def test_a_run_killed_with_sigkill_resumes_to_exactly_the_same_weights(data, tmp_path):
+    steps = ("--steps", 150, "--checkpoint-every", 5, "--log-every", 10)
+    reference = tmp_path / "reference"
+    subprocess.run(_cli(*classify_args(data, reference, *steps)), check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    process = _start_and_wait_for_checkpoint(classify_args(data, killed, *steps), killed)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert 0 < _step_of(killed / LAST) < 150, "the run finished before it was killed"
+    assert not (killed / "model.pt").exists()
+    subprocess.run(_cli("train", "classify", "--resume", killed), check=True, capture_output=True)
+    final, expected = torch.load(killed / "model.pt"), torch.load(reference / "model.pt")
+    assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in expected)
+    head, expected_head = torch.load(killed / LAST)["head"], torch.load(reference / LAST)["head"]
+    assert torch.equal(head["head.weight"], expected_head["head.weight"])
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_with_130(data, tmp_path):
+    out = tmp_path / "run"
+    process = _start_and_wait_for_checkpoint(classify_args(data, out, "--steps", 5000, "--checkpoint-every", 5), out)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    step = _step_of(out / LAST)
+    assert f"interrupted at step {step}" in stderr and f"--resume {out}" in stderr
+    assert 0 < step < 5000
+
+
+def test_resume_keeps_the_runs_settings(data, tmp_path):
+    out = tmp_path / "hr"
+    assert invoke(*classify_args(data, out, "--steps", 3)).exit_code == 0
+    changed = invoke("train", "classify", "--resume", out, "--lr", "0.5")
+    assert changed.exit_code == 2 and "--lr 0.5: the run in" in changed.output
+    again = invoke(*classify_args(data, out, "--steps", 3))
+    assert again.exit_code == 2 and f"--resume {out}" in again.output
+
+
+# -- errors before training ------------------------------------------------------------------------------------
+
+
+def _bad_teacher(tmp_path):
+    state = registry.backbone("sphereface").build("random", depth=4, width=0.25).state_dict()
+    torch.save(state, tmp_path / "wide.pt")
+    return tmp_path / "wide.pt"
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("empty folder", "no images"),
+        ("landmarks miss images", "no landmarks for 4 of 24 images"),
+        ("teacher does not fit", "fits none of the layouts"),
+        ("DF outside the crop", "--df 200: DF 200 is larger than the 96×112 crop"),
+        ("resolution augment outside the crop", "--resolution-augment 1-99: DF 97 is larger"),
+        ("no CUDA", "--device cuda: CUDA is not available"),
+        ("fp16 on a CPU", "--precision fp16 needs a CUDA device"),
+        ("batch larger than the data", "--batch-size 64: larger than the 24 training images"),
+        ("resume without a checkpoint", "no last.pt there"),
+        ("classify without identities", "classification needs identity folders"),
+    ],
+)
+def test_bad_input_is_one_clear_error_before_training(data, teacher, tmp_path, case, message):
+    out = tmp_path / "out"
+    args = {
+        "empty folder": lambda: classify_args(data, out) + ["--data", tmp_path],
+        "landmarks miss images": lambda: classify_args(data, out) + ["--landmarks", _cut_landmarks(data, tmp_path)],
+        "teacher does not fit": lambda: distill_args(data, _bad_teacher(tmp_path), out),
+        "DF outside the crop": lambda: distill_args(data, teacher, out, "--df", 200),
+        "resolution augment outside the crop": lambda: classify_args(data, out, "--resolution-augment", "1-99"),
+        "no CUDA": lambda: classify_args(data, out, "--device", "cuda"),
+        "fp16 on a CPU": lambda: classify_args(data, out, "--precision", "fp16"),
+        "batch larger than the data": lambda: classify_args(data, out, "--batch-size", 64),
+        "resume without a checkpoint": lambda: ["train", "classify", "--resume", tmp_path],
+        "classify without identities": lambda: classify_args(data, out) + ["--data", _flat(data, tmp_path)],
+    }[case]()
+    if case == "no CUDA" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = invoke(*args)
+    assert result.exit_code in (1, 2) and message in result.output, result.output
+    assert "Traceback" not in result.output and not (out / LAST).exists()
+
+
+def _cut_landmarks(data, tmp_path):
+    lines = data.train_landmarks.read_text().splitlines()
+    (tmp_path / "cut.txt").write_text("".join(line + "\n" for line in lines[4:]))
+    return tmp_path / "cut.txt"
+
+
+def _flat(data, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    shutil.copy(data.train_images / "0000001" / "001.jpg", flat / "a.jpg")
+    first = data.train_landmarks.read_text().splitlines()[0]
+    (flat / "landmarks.txt").write_text("a.jpg\t" + first.split("\t", 1)[1] + "\n")
+    return flat
+
+
+def test_width_scales_sphereface_channels():
+    spec = registry.backbone("sphereface")
+    narrow = spec.build("random", depth=4, width=0.25)
+    assert [m.out_channels for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)] == [16, 32, 64, 128]
+    assert narrow(torch.zeros(1, 3, 112, 96)).shape == (1, 512)
+    assert narrow.fc5.in_features == 128 * 7 * 6
