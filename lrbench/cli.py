@@ -16,6 +16,7 @@ from rich.table import Table
 
 from . import __version__, registry
 from .errors import LrbenchError
+from .options import stack_options
 from .plugins import list_plugins, load_plugins, load_plugins_dir
 from .progress import stderr_console
 
@@ -61,17 +62,8 @@ def _dfs_option(default: str):
                         help="Degradation factors: 8, 1-13 or 1,2,4,8 (relative to the backbone's crop).")
 
 
-def _options(*decorators):
-    def apply(function):
-        for decorator in reversed(decorators):
-            function = decorator(function)
-        return function
-
-    return apply
-
-
 # What every command that runs a backbone over a protocol's images needs (run, embed).
-_backbone_on_data = _options(
+_backbone_on_data = stack_options(
     click.option("--backbone", "-b", required=True, help="Registered backbone (see `lrbench list backbones`)."),
     click.option("--weights", "-w", help="Checkpoint for the backbone ('random': untrained, where supported)."),
     click.option("--option", "options", multiple=True, metavar="NAME=VALUE",

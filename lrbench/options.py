@@ -31,3 +31,14 @@ def _convert(text: str, default):
             return False
         raise ValueError(text)
     return type(default)(text) if default is not None else text
+
+
+def stack_options(*decorators):
+    """Several click decorators as one, so commands can share a group of options."""
+
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply

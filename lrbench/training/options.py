@@ -18,6 +18,7 @@ import numpy as np
 from ..crops import default_cache_dir
 from ..degrade import parse_dfs
 from ..errors import UsageError
+from ..options import stack_options
 from ..specs import CropTemplate
 from . import distributed
 from .checkpoint import LAST, load_checkpoint
@@ -46,19 +47,10 @@ RUNTIME = frozenset(
 )
 
 
-def _stack(*decorators):
-    def apply(function):
-        for decorator in reversed(decorators):
-            function = decorator(function)
-        return function
-
-    return apply
-
-
 def loop_options(lr: float):
     """Output, resume, device, length, optimizer, schedule, precision, seed, checkpoints and validation."""
     path = click.Path(path_type=Path)
-    return _stack(
+    return stack_options(
         click.option("--out", "-o", type=path, help="Run folder: last.pt, best.pt, model.pt, log.jsonl, summary.json."),
         click.option(
             "--resume",
@@ -139,7 +131,7 @@ def loop_options(lr: float):
 def data_options(function):
     """The training images: a folder (identity sub-folders give labels), landmarks or pre-aligned crops."""
     path = click.Path(path_type=Path)
-    return _stack(
+    return stack_options(
         click.option(
             "--data",
             type=path,
