@@ -179,14 +179,21 @@ def embed(**options):
     click.echo(f"wrote {out} ({len(arrays['images'])} images; {shapes})")
 
 
-def _finish(run_data, out: Path, overwrite: bool, as_json: bool) -> None:
-    """Write the run directory and show its results (shared by every command that evaluates)."""
-    from .report import console_table, render, results_json
+def _write(run_data, out: Path, overwrite: bool) -> None:
+    """Stamp the command line and versions into the manifest, then write the run directory atomically."""
+    from .report import render_run
     from .results import write_run
 
     run_data.manifest["command"] = shlex.join(click.get_current_context().meta["lrbench.argv"])
     run_data.manifest["versions"] = _versions()
-    write_run(run_data, out, overwrite, render=lambda run, folder: render([run], folder))
+    write_run(run_data, out, overwrite, render=render_run)
+
+
+def _finish(run_data, out: Path, overwrite: bool, as_json: bool) -> None:
+    """Write the run directory and show its results (shared by every command that evaluates)."""
+    from .report import console_table, results_json
+
+    _write(run_data, out, overwrite)
     if as_json:
         click.echo(results_json([run_data]))
     else:
@@ -356,14 +363,11 @@ def demo(out, dfs, student_df, as_json):
     """The main job on embedded data: synthesise faces, train a small SphereFace, sweep DF, distil an LR
     student, sweep it, and write one report with both curves (OUT/report.html; runs in OUT/hr, OUT/lr<DF>)."""
     from .report import console_table, render, results_json
-    from .results import write_run
     from .training.demo import run_demo
 
     runs = run_demo(out, dfs, student_df, show_progress=not as_json and sys.stderr.isatty())
     for run, name in zip(runs, ("hr", f"lr{student_df}")):
-        run.manifest["command"] = shlex.join(click.get_current_context().meta["lrbench.argv"])
-        run.manifest["versions"] = _versions()
-        write_run(run, out / name, overwrite=True, render=lambda run, folder: render([run], folder))
+        _write(run, out / name, overwrite=True)
     render(list(runs), out)
     if as_json:
         click.echo(results_json(list(runs)))
