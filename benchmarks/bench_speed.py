@@ -1,7 +1,7 @@
 """How close `lrbench run` comes to the bare network, and how much faster it is than a naive pipeline.
 
     python benchmarks/bench_speed.py                          # sphere20 (random weights), 2 folds of LFW
-    python benchmarks/bench_speed.py --folds 1 --device cuda --batch-size 256 --precision bf16
+    python benchmarks/bench_speed.py --folds 2 --device cuda --batch-size 256 --precision bf16
 
 All in one process, on the same images and network:
   (a) lrbench's time for one DF (cold: decode + align + features + metrics) against a naive per-pair
@@ -26,9 +26,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from lrbench import registry
 from lrbench.align import align_face
 from lrbench.crops import landmarks_for
-from lrbench.engine import PRECISIONS, EvalSettings, evaluate, resolve_device, score_pairs
+from lrbench.engine import EvalSettings, evaluate, fuse, resolve_device, score_pairs
 from lrbench.models import build_backbone
 from lrbench.options import parse_options
+from lrbench.precision import PRECISIONS, autocast_for
 from lrbench.synth import synthesize
 
 SHARED_LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
@@ -55,12 +56,14 @@ def timed(function, *args, **kwargs):
 
 
 def naive_run(settings: EvalSettings, spec, model, device, df: int) -> np.ndarray:
-    """The seed's loop: per pair, decode and align both images, degrade, forward face and mirror of both."""
+    """The seed's loop: per pair, decode and align both images, degrade, forward face and mirror of both, and
+    fuse each face with its mirror as lrbench does for this backbone (concat for SphereFace, sum for dlib's)."""
     protocol = registry.protocol(settings.protocol)
     pairs = protocol.load(Path(settings.data), settings.pairs)
     landmarks = dict(zip(pairs.images, landmarks_for(pairs.images, settings.landmarks)))
     degrade = registry.degradation(settings.degradation).apply
-    autocast = torch.autocast(device.type, dtype=PRECISIONS[settings.precision], enabled=settings.precision != "fp32")
+    fusion = settings.fusion or spec.flip_fusion
+    autocast = autocast_for(device, settings.precision)
     scores = []
     with torch.inference_mode():
         for a, b in zip(pairs.first, pairs.second):
@@ -73,7 +76,7 @@ def naive_run(settings: EvalSettings, spec, model, device, df: int) -> np.ndarra
             four = torch.stack([batch[0], batch[0].flip(2), batch[1], batch[1].flip(2)])
             with autocast:
                 feats = model(four).float()
-            fused = torch.cat([feats[0::2], feats[1::2]], dim=1)
+            fused = fuse(feats[0::2], feats[1::2], fusion)
             scores.append(score_pairs(fused[:1].cpu(), fused[1:].cpu(), spec.metric)[0])
     return np.asarray(scores)
 
@@ -88,7 +91,7 @@ def bare_forward(spec, model, crops: np.ndarray, settings: EvalSettings, device)
     ]
     inputs = [torch.cat([x, x.flip(3)]).contiguous(memory_format=memory) for x in inputs]
     model = model.to(device, memory_format=memory)
-    autocast = torch.autocast(device.type, dtype=PRECISIONS[settings.precision], enabled=settings.precision != "fp32")
+    autocast = autocast_for(device, settings.precision)
     with torch.inference_mode(), autocast:
         model(inputs[0])  # warm-up
         synchronise(device)
@@ -131,6 +134,8 @@ def main() -> None:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--repeats", type=int, default=2, help="best of N for the two sides of (b)")
     args = parser.parse_args()
+    if args.folds < 2:
+        parser.error(f"--folds {args.folds}: at least 2 (each fold's threshold is chosen on the others)")
 
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as scratch:

@@ -6,7 +6,7 @@ The public API a plugin may import is what this module exports; nothing else is 
 from .align import align_face, similarity_transform
 from .checkpoints import CheckpointLayout, load_weights, read_state_dict
 from .degrade import probe_size, resize_down_up
-from .errors import DataError, LrbenchError, UsageError
+from .errors import DataError, LrbenchError, NumericalError, UsageError
 from .hookspecs import hookimpl
 from .pairs import ProtocolDefinition
 from .specs import (
@@ -33,6 +33,7 @@ __all__ = [
     "DegradationSpec",
     "InputSpec",
     "LrbenchError",
+    "NumericalError",
     "PairSet",
     "ProtocolDefinition",
     "ProtocolSpec",

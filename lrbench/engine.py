@@ -20,12 +20,12 @@ from .metrics import THRESHOLD_RULES, evaluate_verification
 from .models import build_backbone
 from .options import parse_options
 from .pairs import ProtocolDefinition
+from .precision import PRECISIONS, autocast_for, require_finite
 from .progress import progress_bar
 from .results import RunData, definitions
 from .specs import FLIP_FUSIONS, BackboneSpec, DegradationSpec, InputSpec, PairSet, ProtocolSpec
 
 MODES = ("both", "probe")
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # The seed project's evaluation; with ``preset="seed"`` the backbone's ``seed_input`` normalisation is used too.
 SEED_PRESET = {"degradation": "seed", "mode": "both", "fusion": "concat", "threshold_rule": "grid"}
 PRESETS = ("lrbench", "seed")
@@ -108,7 +108,8 @@ class FeatureExtractor:
         self.crops, self.spec, self.degrade = crops, spec, degrade
         self.fusion, self.batch_size, self.device = fusion, batch_size, device
         self.show_progress = show_progress
-        self.autocast = torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
+        self.precision = precision
+        self.autocast = autocast_for(device, precision)
         self._hr: torch.Tensor | None = None
         self._hr_done = np.zeros(len(crops), dtype=bool)
 
@@ -139,7 +140,9 @@ class FeatureExtractor:
                 batch_rows = rows[start : start + self.batch_size]
                 chunks.append(self.embed(torch.from_numpy(np.ascontiguousarray(self.crops[batch_rows])), df).cpu())
                 steps.advance(len(batch_rows))
-        return torch.cat(chunks)
+        features = torch.cat(chunks)
+        require_finite(features, f"features at DF {df}", self.precision)
+        return features
 
     def embed(self, crops: torch.Tensor, df: int) -> torch.Tensor:
         """Fused features of an (N, H, W, 3) uint8 batch of crops degraded at ``df``."""

@@ -17,6 +17,12 @@ class UsageError(LrbenchError):
     exit_code = 2
 
 
+class NumericalError(LrbenchError):
+    """Features or a training loss became NaN or infinite (an fp16 overflow, a diverging run, broken weights)."""
+
+    exit_code = 1
+
+
 class DataError(LrbenchError):
     """A missing, corrupt or malformed input file; the message names the file (and line)."""
 

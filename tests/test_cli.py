@@ -194,6 +194,20 @@ def test_bf16_gives_nearly_the_fp32_accuracy(data, tmp_path):
     assert np.corrcoef(a, b)[0, 1] > 0.99
 
 
+def test_weights_that_give_nan_features_are_one_clear_error(data, tmp_path):
+    import torch
+
+    from lrbench import registry
+
+    state = registry.backbone("sphereface").build("random", depth=4).state_dict()
+    state["fc5.bias"][0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    result = invoke("run", "-b", "sphereface", "--weights", tmp_path / "nan.pt", "--option", "depth=4",
+                    "--data", data, "--out", tmp_path / "out")
+    one_line_error(result, 1, "features at DF 1: NaN or infinite values under --precision fp32")
+    assert not (tmp_path / "out").exists()
+
+
 def test_random_weights_run_with_a_warning_and_missing_weights_are_a_usage_error(data, tmp_path):
     result = invoke("run", "-b", "sphereface", "--weights", "random", "--data", data, "--out", tmp_path / "r",
                     "--option", "depth=4", "--json")

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from lrbench import registry
+from lrbench import NumericalError, registry
 from lrbench.engine import FeatureExtractor
 from lrbench.models import build_backbone
+from lrbench.precision import require_finite
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
@@ -57,3 +58,20 @@ def test_hr_features_are_computed_once_per_sweep():
     ex.features(1, np.array([1, 2, 3, 4]))
     ex.features(1, np.array([0, 4]))
     assert calls == [(1, 3), (1, 2)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA (CPU autocast keeps these layers in fp32)")
+def test_fp16_overflow_is_a_clear_error_naming_the_cure():
+    features = extractor("cuda", precision="fp16")
+    with torch.no_grad():
+        features.model.fc5.weight.fill_(1e5)  # beyond fp16's largest value, 65504: inf once autocast casts it
+    with pytest.raises(NumericalError, match=r"features at DF 4: .* exceed fp16's range .* use --precision bf16"):
+        features.features(4, np.arange(5))
+
+
+def test_non_finite_values_are_refused_with_their_likely_cause():
+    require_finite(torch.tensor([1.0, -65504.0]), "features", "fp16")
+    with pytest.raises(NumericalError, match=r"^features: NaN or infinite .* fp16's range"):
+        require_finite(torch.tensor([1.0, float("inf")]), "features", "fp16")
+    with pytest.raises(NumericalError, match=r"^loss: NaN or infinite values under --precision bf16: .* diverged"):
+        require_finite(torch.tensor(float("nan")), "loss", "bf16")

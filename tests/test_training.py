@@ -357,12 +357,22 @@ def _bad_teacher(tmp_path):
     return tmp_path / "wide.pt"
 
 
+def _nan_weights(tmp_path):
+    """Tiny SphereFace weights whose every embedding is NaN in its first dimension."""
+    state = registry.backbone("sphereface").build("random", depth=4, width=0.125).state_dict()
+    state["fc5.bias"][0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    return tmp_path / "nan.pt"
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
         ("empty folder", "no images"),
         ("landmarks miss images", "no landmarks for 4 of 24 images"),
         ("teacher does not fit", "fits none of the layouts"),
+        ("teacher gives NaN", "the teacher's cached features: NaN or infinite values under --precision fp32"),
+        ("student diverges", "the training loss by step 1: NaN or infinite values"),
         ("DF outside the crop", "--df 200: DF 200 is larger than the 96×112 crop"),
         ("resolution augment outside the crop", "--resolution-augment 1-99: DF 97 is larger"),
         ("no CUDA", "--device cuda: CUDA is not available"),
@@ -372,12 +382,15 @@ def _bad_teacher(tmp_path):
         ("classify without identities", "classification needs identity folders"),
     ],
 )
-def test_bad_input_is_one_clear_error_before_training(data, teacher, tmp_path, case, message):
+def test_bad_input_is_one_clear_error_before_anything_is_written(data, teacher, tmp_path, case, message):
     out = tmp_path / "out"
     args = {
         "empty folder": lambda: classify_args(data, out) + ["--data", tmp_path],
         "landmarks miss images": lambda: classify_args(data, out) + ["--landmarks", _cut_landmarks(data, tmp_path)],
         "teacher does not fit": lambda: distill_args(data, _bad_teacher(tmp_path), out),
+        "teacher gives NaN": lambda: distill_args(data, _nan_weights(tmp_path), out),
+        "student diverges": lambda: distill_args(data, teacher, out, "--student-weights", _nan_weights(tmp_path),
+                                                 "--log-every", 1),
         "DF outside the crop": lambda: distill_args(data, teacher, out, "--df", 200),
         "resolution augment outside the crop": lambda: classify_args(data, out, "--resolution-augment", "1-99"),
         "no CUDA": lambda: classify_args(data, out, "--device", "cuda"),

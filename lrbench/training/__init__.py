@@ -4,11 +4,12 @@ A trainer plugin builds a ``Task`` (see ``loop.Task``) from its command's option
 ``loop_options`` and ``data_options`` give its command the options every trainer shares.
 """
 
+from ..precision import autocast_for
 from .checkpoint import BEST, LAST, MODEL
 from .data import CropBatches, FaceFolder, scan_folder
 from .distributed import Ranks
 from .heads import HEADS, MarginHead
-from .loop import INTERRUPTED_EXIT_CODE, LoopSettings, Task, autocast_for, resolve_precision, train
+from .loop import INTERRUPTED_EXIT_CODE, LoopSettings, Task, resolve_precision, train
 from .networks import degradation, embedding_size, features_of_all, frozen_network, network_input, trainable_network
 from .options import data_options, dfs_option, loop_options, loop_settings, resolve_config, training_data
 

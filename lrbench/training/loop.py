@@ -13,6 +13,7 @@ import json
 import math
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import UsageError
+from ..precision import PRECISIONS, autocast_for, require_finite
 from ..progress import stderr_console
 from . import checkpoint as ckpt
 from . import distributed
@@ -105,8 +107,6 @@ def schedule_factor(kind: str, total: int, warmup: int, milestones: tuple[float,
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    from ..engine import PRECISIONS  # the engine (with pandas and scikit-learn) loads only when training runs
-
     if name == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if name not in PRECISIONS:
@@ -114,13 +114,6 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA device; use bf16 (or fp32) on CPU")
     return name
-
-
-def autocast_for(device: torch.device, precision: str) -> torch.autocast:
-    """Mixed precision for a resolved ``precision`` (fp32: a context that changes nothing)."""
-    from ..engine import PRECISIONS
-
-    return torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
 
 
 def check_settings(settings: LoopSettings, world: int = 1) -> None:
@@ -198,6 +191,9 @@ class Loop:
         factor = schedule_factor(settings.schedule, self.total, settings.warmup_steps, settings.milestones)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        if self.scaler.is_enabled():  # the scaler skips steps whose gradients overflowed, by design; the
+            # schedule still follows the step count, which is what torch warns about
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
         self.autocast = autocast_for(self.device, self.precision)
         self.step, self.best, self.history = 0, None, []
         self.interrupted = False
@@ -319,17 +315,22 @@ class Loop:
                 progress(self.step)
                 last = self.step == self.total
                 self.interrupted = distributed.any_rank(self.ranks, self.interrupted)
-                if self.step % settings.log_every == 0 or last or self.interrupted:
-                    loss = distributed.mean_over_ranks(self.ranks, running / count).item()
+                validate = settings.val and (self.step % (settings.val.every or settings.checkpoint_every) == 0 or last)
+                save = validate or self.step % settings.checkpoint_every == 0 or last or self.interrupted
+                if self.step % settings.log_every == 0 or save:
+                    mean_loss = distributed.mean_over_ranks(self.ranks, running / count)
+                    # Checked before anything is written, so last.pt and best.pt always hold usable weights.
+                    require_finite(mean_loss, f"the training loss by step {self.step}", self.precision)
+                    loss = mean_loss.item()
                     rate = count * batch_size / (time.perf_counter() - tick)
                     self._record({"step": self.step, "epoch": epoch, "loss": loss, "lr": lr, "images_per_s": rate})
                     progress(self.step, f"loss {loss:.4g}  lr {lr:.3g}  {rate:.0f} img/s")
                     running, count, tick = torch.zeros((), device=self.device), 0, time.perf_counter()
-                if settings.val and (self.step % (settings.val.every or settings.checkpoint_every) == 0 or last):
+                if validate:
                     started = time.perf_counter()
                     self._validate()
                     tick += time.perf_counter() - started  # images/s counts training time only
-                elif self.step % settings.checkpoint_every == 0 or last or self.interrupted:
+                elif save:
                     self._save()
                 if last or self.interrupted:
                     break

@@ -13,6 +13,7 @@ from .. import registry
 from ..errors import LrbenchError, UsageError
 from ..models import build_backbone
 from ..options import parse_options
+from ..precision import autocast_for, require_finite
 from ..specs import InputSpec
 from . import distributed
 from .data import degrade_each
@@ -85,14 +86,16 @@ def features_of_all(
     mirrored: bool,
     ranks: distributed.Ranks,
     batch_size: int,
-    autocast,
+    precision: str,
 ) -> torch.Tensor:
-    """Embeddings of every crop (and of its mirror image if ``mirrored``) as a float32 (F, N, D) CPU tensor.
+    """Embeddings of every crop (and of its mirror image if ``mirrored``) as a float32 (F, N, D) CPU tensor,
+    computed under ``precision`` (a resolved one: fp32, bf16, fp16) and refused if any is NaN or infinite.
 
     The processes share the work (rows ``rank::world``) and exchange results. Chunks are fixed, so the
     values do not depend on when they are computed: a resumed run gets the same ones.
     """
     rows = np.arange(ranks.rank, len(crops), ranks.world)
+    autocast = autocast_for(ranks.device, precision)
     parts = []
     for start in range(0, len(rows), batch_size):
         images = network_input(torch.from_numpy(crops[rows[start : start + batch_size]]), spec, ranks.device)
@@ -100,4 +103,6 @@ def features_of_all(
         with autocast:
             parts.append(torch.stack([model(view).float() for view in views]))
     local = torch.cat(parts, dim=1).transpose(0, 1)  # (rows, F, D): rows first, as gather_rows expects
-    return distributed.gather_rows(ranks, local.contiguous(), len(crops)).transpose(0, 1).cpu().contiguous()
+    features = distributed.gather_rows(ranks, local.contiguous(), len(crops)).transpose(0, 1).cpu().contiguous()
+    require_finite(features, "the teacher's cached features", precision)
+    return features
