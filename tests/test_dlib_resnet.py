@@ -9,7 +9,7 @@ from lrbench_plugins import dlib_resnet
 from lrbench_plugins.dlib_resnet import DatReader, add_prev, build, build_network, read_network
 from PIL import Image
 
-from lrbench import registry
+from lrbench import LrbenchError, registry
 from lrbench.align import align_face
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -205,6 +205,17 @@ def test_registered_as_a_euclidean_128_d_backbone_with_an_untrained_variant():
     assert net(spec.input.normalise(torch.rand(2, 3, 150, 150) * 255)).shape == (2, 128)
 
 
+def test_pytorch_checkpoints_of_the_network_load_and_others_are_refused(tmp_path):
+    torch.manual_seed(0)
+    trained = build("random")
+    torch.save({"model": trained.state_dict()}, tmp_path / "student.pt")
+    x = torch.rand(2, 3, 150, 150)
+    assert torch.equal(build(str(tmp_path / "student.pt"))(x), trained(x))
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pt")
+    with pytest.raises(LrbenchError, match=r"other\.pt: checkpoint fits none of the layouts"):
+        build(str(tmp_path / "other.pt"))
+
+
 def real_weights() -> Path:
     path = SHARED_DAT if SHARED_DAT.is_file() else dlib_resnet.packaged_weights()
     if path is None:
@@ -216,7 +227,7 @@ def test_real_file_has_the_architecture_of_the_untrained_network():
     real, untrained = build(str(real_weights())), build("random")
     assert sum(isinstance(m, torch.nn.Conv2d) for m in real.modules()) == 29
     assert sum(p.numel() for p in real.parameters()) == 5_607_488
-    assert [p.shape for p in real.parameters()] == [p.shape for p in untrained.parameters()]
+    assert {k: v.shape for k, v in real.state_dict().items()} == {k: v.shape for k, v in untrained.state_dict().items()}
 
 
 def lfw_chips(count: int) -> list[np.ndarray]:
