@@ -23,7 +23,8 @@ _MAX_ROC_CURVES = 5
 
 
 def console_table(run: RunData) -> Table:
-    """DF, probe size, accuracy mean ± std, AUC, EER and TAR@FAR for each DF of one run."""
+    """DF, probe size, accuracy mean ± std (just the accuracy when one fold is reported), AUC, EER and TAR@FAR
+    for each DF of one run."""
     settings = run.manifest.get("settings", {})
     title = (
         f"{run.label} on {run.manifest.get('protocol')} · {run.manifest['degradation']['name']} · "
@@ -32,12 +33,14 @@ def console_table(run: RunData) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("DF", "probe px", "IOD px", "accuracy %", "AUC", "EER %", "TAR@FAR 1e-3", "TAR@FAR 1e-2"):
         table.add_column(column, justify="right")
+    one_fold = run.folds["fold"].nunique() == 1
     for row in run.results.to_dict("records"):
+        spread = "" if one_fold else f"±{100 * row['accuracy_std']:.2f}"
         table.add_row(
             str(row["df"]),
             row["probe_px"],
             f"{row['interocular_px']:.1f}",
-            f"{100 * row['accuracy_mean']:.2f}±{100 * row['accuracy_std']:.2f}",
+            f"{100 * row['accuracy_mean']:.2f}{spread}",
             f"{row['auc']:.4f}",
             f"{100 * row['eer']:.2f}",
             f"{row['tar_at_far_0.001']:.4f}",

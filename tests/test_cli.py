@@ -226,4 +226,6 @@ def test_report_folds_reports_one_fold_thresholded_on_the_others(data, tmp_path)
     assert row["pairs"] == 8 and row["accuracy_std"] == 0.0
     folds = pd.read_csv(tmp_path / "run" / "folds.csv")
     assert folds["fold"].tolist() == [1]
+    shown = invoke("report", tmp_path / "run").output
+    assert f"{100 * row['accuracy_mean']:.2f}" in shown and "±" not in shown  # no spread over a single fold
     one_line_error(invoke(*run_args(data, tmp_path / "bad", "--report-folds", "11")), 2, "--report-folds 11")
