@@ -24,19 +24,24 @@ import torch
 
 from lrbench import registry
 from lrbench.synth import synthesize
-from lrbench.training import CropBatches, network_input, scan_folder, trainable_network
+from lrbench.training import CropBatches, degradation, network_input, scan_folder, trainable_network
 from lrbench.training.data import EpochBatches, aligned_crops, whole_batch
-from lrbench.training.networks import degradation
+
+CPU = torch.device("cpu")
+
+
+def epoch_loader(dataset, batch_size: int, df: int, workers: int = 0) -> torch.utils.data.DataLoader:
+    """The trainers' loader: one epoch of batches, each sample mirrored with probability ½, all at ``df``."""
+    sampler = EpochBatches(len(dataset), batch_size, seed=0, epoch=0, flip=True, dfs=[df])
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=whole_batch, num_workers=workers)
 
 
 def pipeline_rate(dataset, spec, batch_size: int, df: int, workers: int, batches: int) -> float:
     """Images/s of gathering, mirroring, degrading and normalising batches, as the training loop gets them."""
-    sampler = EpochBatches(len(dataset), batch_size, seed=0, epoch=0, flip=True, dfs=[df])
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=whole_batch, num_workers=workers)
-    degrade, cpu, done = degradation("bicubic", ()), torch.device("cpu"), 0
+    degrade, done = degradation("bicubic", ()), 0
     started = time.perf_counter()
-    for batch in loader:
-        network_input(batch["crops"], spec.input, cpu, batch["df"], degrade)
+    for batch in epoch_loader(dataset, batch_size, df, workers):
+        network_input(batch["crops"], spec.input, CPU, batch["df"], degrade)
         done += 1
         if done == batches:
             break
@@ -109,9 +114,8 @@ def main() -> None:
         dataset = CropBatches({"crops": crops}, folder.labels)
         batches = min(len(dataset) // args.batch_size, 20)
         pipeline = {w: pipeline_rate(dataset, spec, args.batch_size, args.df, w, batches) for w in (0, 2)}
-        first = next(iter(torch.utils.data.DataLoader(dataset, batch_sampler=EpochBatches(
-            len(dataset), args.batch_size, seed=0, epoch=0, flip=True, dfs=[args.df]), collate_fn=whole_batch)))
-        images = network_input(first["crops"], spec.input, torch.device("cpu"), first["df"], degradation("bicubic", ()))
+        first = next(iter(epoch_loader(dataset, args.batch_size, args.df)))
+        images = network_input(first["crops"], spec.input, CPU, first["df"], degradation("bicubic", ()))
         model = network_rate(network.to(memory_format=torch.channels_last), images, steps=5)
 
         cached = distill_summary(args, args.data, args.landmarks, teacher, scratch / "cached", cache=True)
