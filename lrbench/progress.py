@@ -30,3 +30,8 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr_console, transient=True) as progress:
         yield Steps(progress, progress.add_task(description, total=total))
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (never stdout, which ``--json`` keeps for results)."""
+    stderr_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

@@ -4,8 +4,10 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
+from lrbench import registry
 from lrbench.cli import cli
 from lrbench.metrics import naive_seed_fold_accuracies
 
@@ -195,10 +197,6 @@ def test_bf16_gives_nearly_the_fp32_accuracy(data, tmp_path):
 
 
 def test_weights_that_give_nan_features_are_one_clear_error(data, tmp_path):
-    import torch
-
-    from lrbench import registry
-
     state = registry.backbone("sphereface").build("random", depth=4).state_dict()
     state["fc5.bias"][0] = float("nan")
     torch.save(state, tmp_path / "nan.pt")
