@@ -25,8 +25,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lrbench import registry
 from lrbench.align import align_face
-from lrbench.crops import landmarks_for
 from lrbench.engine import EvalSettings, evaluate, fuse, resolve_device, score_pairs
+from lrbench.landmarks import landmarks_for
 from lrbench.models import build_backbone
 from lrbench.options import parse_options
 from lrbench.precision import PRECISIONS, autocast_for
@@ -60,7 +60,7 @@ def naive_run(settings: EvalSettings, spec, model, device, df: int) -> np.ndarra
     fuse each face with its mirror as lrbench does for this backbone (concat for SphereFace, sum for dlib's)."""
     protocol = registry.protocol(settings.protocol)
     pairs = protocol.load(Path(settings.data), settings.pairs)
-    landmarks = dict(zip(pairs.images, landmarks_for(pairs.images, settings.landmarks)))
+    landmarks = dict(zip(pairs.images, landmarks_for(pairs.images, settings.landmarks, pairs.root).points))
     degrade = registry.degradation(settings.degradation).apply
     fusion = settings.fusion or spec.flip_fusion
     autocast = autocast_for(device, settings.precision)

@@ -4,7 +4,7 @@ The public API a plugin may import is what this module exports; nothing else is 
 """
 
 from .align import align_face, similarity_transform
-from .checkpoints import CheckpointLayout, load_weights, read_state_dict
+from .checkpoints import CheckpointLayout, check_weights_file, load_weights, read_state_dict
 from .degrade import probe_size, resize_down_up
 from .errors import DataError, LrbenchError, NumericalError, UsageError
 from .hookspecs import hookimpl
@@ -41,6 +41,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "align_face",
+    "check_weights_file",
     "hookimpl",
     "load_weights",
     "probe_size",

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 
 from .specs import CropTemplate
+
+# Part of the crop cache's key: bump it whenever align_face or resize_aligned gives different pixels for the
+# same image, landmarks and template, so that no cache built by the older code is served.
+ALIGN_VERSION = 1
+
+# Two eyes closer than this cannot be told apart: resolving two points needs at least two samples per
+# their distance (Nyquist), so such landmarks are for another image, another scale, or a detector failure.
+MIN_EYE_DISTANCE = 2.0
+# A face is wider than twice its interocular distance (the templates' faces: 2.7 times), so an image
+# narrower or lower than this cannot hold one.
+MIN_IMAGE_SIDE = 2 * round(MIN_EYE_DISTANCE)
+# Landmarks may fall outside the image (a face cut by the border), but not by more than this fraction of
+# the image's size: points that far out were measured in another image or another coordinate system.
+OUTSIDE_TOLERANCE = 0.5
+POINT_NAMES = ("left eye", "right eye", "nose", "left mouth corner", "right mouth corner")
+
+
+class AlignmentError(ValueError):
+    """An image or landmarks that cannot give a meaningful crop; the message is the reason, for the user."""
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -30,14 +51,56 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def check_image_size(size: tuple[int, int]) -> None:
+    """Refuse an image too small to hold a face (a 1×1 pixel, a stray icon) with AlignmentError."""
+    width, height = size
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise AlignmentError(
+            f"the image is {width}×{height} px, too small to hold a face (at least {MIN_IMAGE_SIDE} px each way)"
+        )
+
+
+def check_landmarks(landmarks: np.ndarray, size: tuple[int, int]) -> None:
+    """Refuse, with AlignmentError naming the reason, five points that cannot give a meaningful crop of an
+    image of ``size`` (width, height): an image too small for a face, a point far outside the image, points
+    that all coincide, or eyes too close to tell apart. Anything these let through has a well-defined
+    similarity transform."""
+    check_image_size(size)
+    width, height = size
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    if not np.isfinite(points).all():
+        raise AlignmentError("the points must be finite numbers")
+    low = -OUTSIDE_TOLERANCE * np.array([width, height])
+    high = (1 + OUTSIDE_TOLERANCE) * np.array([width, height])
+    for name, point in zip(POINT_NAMES, points):
+        if (point < low).any() or (point > high).any():
+            raise AlignmentError(
+                f"the {name} at ({point[0]:.6g}, {point[1]:.6g}) is far outside the {width}×{height} image "
+                f"(more than {OUTSIDE_TOLERANCE:.0%} of its size beyond an edge)"
+            )
+    if (points == points[0]).all():
+        raise AlignmentError(f"all five points are the same, ({points[0, 0]:.6g}, {points[0, 1]:.6g})")
+    eyes = math.dist(points[0], points[1])
+    if eyes < MIN_EYE_DISTANCE:
+        raise AlignmentError(
+            f"the eyes are {eyes:.3g} px apart, too close to tell apart (at least {MIN_EYE_DISTANCE:g} px)"
+        )
+
+
 def align_face(image: Image.Image, landmarks: np.ndarray, template: CropTemplate) -> np.ndarray:
     """Warp ``image`` so its five landmarks land on the template; returns an H×W×3 uint8 RGB crop.
 
     Landmarks use the pixel-centre-at-integer convention of OpenCV/MTCNN; PIL samples with centres at
     +0.5, so the inverse map is shifted accordingly. Bilinear sampling, as cv2.warpAffine's default.
+    Landmarks that cannot give a meaningful crop (see ``check_landmarks``) raise AlignmentError rather
+    than give a black or meaningless one.
     """
+    check_landmarks(landmarks, image.size)
     forward = similarity_transform(landmarks, np.asarray(template.points))
     linear, offset = forward[:, :2], forward[:, 2]
+    scale = math.sqrt(abs(np.linalg.det(linear)))
+    if not (np.isfinite(forward).all() and scale > 0):
+        raise AlignmentError("the points give no usable similarity transform onto the template")
     inverse_linear = np.linalg.inv(linear)
     # PIL maps output coordinate q (centre convention +0.5) to input p = A q + c.
     inverse_offset = -inverse_linear @ offset + 0.5 - inverse_linear @ np.array([0.5, 0.5])
@@ -48,6 +111,7 @@ def align_face(image: Image.Image, landmarks: np.ndarray, template: CropTemplate
 
 def resize_aligned(image: Image.Image, template: CropTemplate) -> np.ndarray:
     """For crops that are already aligned: resize to the template size only."""
+    check_image_size(image.size)
     crop = image.convert("RGB")
     if crop.size != template.size:
         crop = crop.resize(template.size, Image.BICUBIC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,16 +27,53 @@ class CheckpointLayout:
         return {self.renames.get(key, key): value for key, value in state.items()}
 
 
+def check_weights_file(path: str | Path, expected: str) -> None:
+    """Refuse an empty file or a text file (a list, a README, a config) given where ``expected`` should be.
+
+    Weights files are binary, so text gets a clear one-line error instead of a parser's puzzling one.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        raise DataError(f"{path}: empty file, not {expected}")
+    if _is_text(head):
+        first_line = head.decode("utf-8", "ignore").strip().splitlines()[0][:40] if head.strip() else ""
+        raise DataError(f"{path}: a text file (starting {first_line!r}), not {expected}")
+
+
+def _is_text(head: bytes) -> bool:
+    """UTF-8 without NUL bytes or control characters other than whitespace (a cut character at the end is fine)."""
+    if b"\0" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return all(char.isprintable() or char in "\t\n\r\f\v" for char in text)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file (``weights_only``), unwrapped from common containers and prefixes."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint file")
+    check_weights_file(path, "a PyTorch checkpoint")
+    with open(path, "rb") as handle:
+        pickled = handle.read(1) == b"\x80"  # a pickle protocol header: torch.save's format before zip files
+    if not (pickled or zipfile.is_zipfile(path)):
+        raise DataError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip archive)")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # a damaged file fails anywhere inside torch's reader, with any exception type
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot read checkpoint ({first_line})") from None
+    if isinstance(loaded, dict) and "checksums" in loaded and "format" in loaded:
+        from .training.checkpoint import verified  # an lrbench training checkpoint: refuse a damaged one
+
+        loaded = verified(loaded, path)
     if isinstance(loaded, dict):
         for key in STATE_KEYS:
             if isinstance(loaded.get(key), dict):
@@ -104,7 +141,8 @@ def load_weights(
     """Load a checkpoint in the model's own layout or any of ``layouts``; returns the layout's name.
 
     Keys starting with ``ignore`` (e.g. a classifier head that evaluation does not use) may be present
-    or absent. When no layout fits, the error shows the mismatch of the closest one.
+    or absent. When no layout fits, the error shows the mismatch of the closest one. The model records
+    the file as its ``weights_file`` attribute, which the run manifest reports with its SHA-256.
     """
     state = read_state_dict(path)
     candidates = [("native", state)]
@@ -115,6 +153,7 @@ def load_weights(
         mismatch = compare(model, converted)
         if mismatch.size == 0:
             model.load_state_dict(converted, strict=True)
+            model.weights_file = Path(path).resolve()  # for the run manifest: the file this network holds
             return name
         if best is None or mismatch.size < best.size:
             best_name, best = name, mismatch

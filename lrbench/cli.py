@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shlex
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, registry
-from .errors import LrbenchError
+from .errors import LrbenchError, UsageError
 from .options import stack_options
 from .plugins import list_plugins, load_plugins, load_plugins_dir
 from .progress import stderr_console
@@ -110,11 +109,6 @@ def _settings(options: dict, show_progress: bool):
     return settings
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
-        raise click.UsageError(f"--out {out}: already exists; choose another folder or pass --overwrite")
-
-
 @cli.command()
 @_backbone_on_data
 @_dfs_option("1")
@@ -136,6 +130,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
 def run(ctx, **options):
     """Evaluate a backbone on a verification protocol across degradation factors."""
     from .engine import SEED_PRESET, evaluate
+    from .results import claim_run_dir
 
     if options["preset"] == "seed":
         for key, value in SEED_PRESET.items():
@@ -145,8 +140,8 @@ def run(ctx, **options):
     settings = _settings(options, show_progress=not as_json and sys.stderr.isatty())
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = out or Path("runs") / f"{stamp}-{settings.backbone}-{Path(settings.protocol).stem}"
-    _check_out(out, overwrite)
-    _finish(evaluate(settings), out, overwrite, as_json)
+    with claim_run_dir(out, overwrite, command=_command_line()):
+        _finish(evaluate(settings), out, overwrite, as_json)
 
 
 @cli.command()
@@ -163,20 +158,43 @@ def embed(**options):
     import numpy as np
 
     from .engine import embed as embed_features
-    from .results import write_text_atomic
+    from .fileio import OutputLock, check_writable, write_atomic
 
     out, overwrite = options.pop("out"), options.pop("overwrite")
     if out.suffix != ".npz":
         raise click.UsageError(f"--out {out}: must end in .npz")
-    if out.exists() and not overwrite:
-        raise click.UsageError(f"--out {out}: already exists; choose another file or pass --overwrite")
-    arrays = embed_features(_settings(options, show_progress=sys.stderr.isatty()))
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, buffer.getvalue())
+    check_writable(out, "--out", folder=False)
+    with OutputLock(out, "--out", command=_command_line()):
+        _check_embedding_target(out, overwrite)
+        arrays = embed_features(_settings(options, show_progress=sys.stderr.isatty()))
+        write_atomic(out, lambda handle: np.savez(handle, **arrays))
     shapes = ", ".join(f"DF {df}: {arrays[f'features_df{df}'].shape}" for df in arrays["dfs"])
     click.echo(f"wrote {out} ({len(arrays['images'])} images; {shapes})")
+
+
+_EMBEDDING_ARRAYS = {"images", "dfs", "manifest"}
+
+
+def _check_embedding_target(out: Path, overwrite: bool) -> None:
+    """``--overwrite`` replaces an earlier ``lrbench embed`` output, never another file that happens to be there."""
+    import zipfile
+
+    if not out.exists():
+        return
+    try:
+        with zipfile.ZipFile(out) as archive:
+            ours = set(archive.namelist()) >= {f"{name}.npy" for name in _EMBEDDING_ARRAYS}
+    except (OSError, zipfile.BadZipFile):
+        ours = False
+    if not ours:
+        raise UsageError(f"--out {out}: already exists and is not an lrbench embedding file, so lrbench will not "
+                         "replace it; choose another file")
+    if not overwrite:
+        raise UsageError(f"--out {out}: already exists; choose another file or pass --overwrite")
+
+
+def _command_line() -> str:
+    return shlex.join(click.get_current_context().meta["lrbench.argv"])
 
 
 def _write(run_data, out: Path, overwrite: bool) -> None:
@@ -184,7 +202,7 @@ def _write(run_data, out: Path, overwrite: bool) -> None:
     from .report import render_run
     from .results import write_run
 
-    run_data.manifest["command"] = shlex.join(click.get_current_context().meta["lrbench.argv"])
+    run_data.manifest["command"] = _command_line()
     run_data.manifest["versions"] = _versions()
     write_run(run_data, out, overwrite, render=render_run)
 
@@ -211,6 +229,7 @@ def _versions() -> dict[str, str]:
     import platform
 
     import numpy
+    import PIL
     import sklearn
     import torch
     import torchvision
@@ -221,6 +240,7 @@ def _versions() -> dict[str, str]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
         "scikit-learn": sklearn.__version__,
         "platform": platform.platform(),
         "cpu_count": str(os.cpu_count()),
@@ -239,17 +259,20 @@ def _versions() -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def report(runs, out, as_json):
     """Re-render a run directory, or overlay several (e.g. an HR model against its LR student)."""
-    from .report import console_table, render, results_json
-    from .results import load_run
+    from .fileio import OutputLock, check_writable
+    from .report import console_table, render_into, results_json
+    from .results import check_report_folder, load_run
 
-    loaded = [load_run(path) for path in runs]
+    loaded = [load_run(path) for path in runs]  # every run checked before anything is written
     if len(loaded) == 1 and out is None:
-        target = loaded[0].path
-        render(loaded, target)
+        target, option = loaded[0].path, "run directory"
     else:
-        target = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-        target.mkdir(parents=True, exist_ok=True)
-        render(loaded, target)
+        target, option = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}", "--out"
+    check_writable(target, option)
+    with OutputLock(target, option, command=_command_line()):
+        if option == "--out":
+            check_report_folder(target)
+        render_into(loaded, target)
     if as_json:
         click.echo(results_json(loaded))
         return
@@ -289,7 +312,7 @@ def _describe(kind: str, spec) -> dict:
     if kind == "backbone":
         return {
             "input": f"{spec.input.template.name} {spec.input.channel_order}",
-            "embedding": spec.embedding_dim,
+            "embedding": spec.embedding_size(),
             "score": spec.metric,
             "flip fusion": spec.flip_fusion,
             "weights": "required" if spec.needs_weights else "optional",
@@ -352,30 +375,6 @@ def synth(out, **options):
     paths = synthesize(out, **options)
     click.echo(f"LFW-format set: {paths.lfw_root} (pairs {paths.pairs}, landmarks {paths.lfw_landmarks})")
     click.echo(f"training set:   {paths.train_images} (landmarks {paths.train_landmarks})")
-
-
-@cli.command()
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
-@_dfs_option("1-13")
-@click.option("--student-df", default=8, show_default=True, help="The DF the LR student is distilled at.")
-@click.option("--json", "as_json", is_flag=True)
-def demo(out, dfs, student_df, as_json):
-    """The main job on embedded data: synthesise faces, train a small SphereFace, sweep DF, distil an LR
-    student, sweep it, and write one report with both curves (OUT/report.html; runs in OUT/hr, OUT/lr<DF>)."""
-    from .report import console_table, render, results_json
-    from .training.demo import run_demo
-
-    runs = run_demo(out, dfs, student_df, show_progress=not as_json and sys.stderr.isatty())
-    for run, name in zip(runs, ("hr", f"lr{student_df}")):
-        _write(run, out / name, overwrite=True)
-    render(list(runs), out)
-    if as_json:
-        click.echo(results_json(list(runs)))
-        return
-    console = _stdout_console()
-    for run in runs:
-        console.print(console_table(run))
-    console.print(f"report: {out / 'report.html'}  (runs: {out / 'hr'}, {out / f'lr{student_df}'})")
 
 
 class TrainerGroup(click.Group):

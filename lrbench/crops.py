@@ -1,123 +1,143 @@
-"""Decode and align each unique image once, and keep the crops on disk for the next run."""
+"""Decode and align each unique image once, and keep the crops on disk for the next run.
+
+A cache entry is one file: a magic line, a JSON header line (format, key, shape, SHA-256 of the pixels)
+and the raw (N, H, W, 3) uint8 pixels. Its key covers everything that changes a crop: the bytes of every
+image, the landmarks, the template, the alignment code's version and the decoders' versions. An entry is
+used only if its header matches and its pixels hash to the recorded digest; otherwise it is rebuilt.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+import PIL
+from PIL import Image, UnidentifiedImageError, features
 
-from .align import align_face, resize_aligned
-from .errors import DataError
-from .progress import progress_bar
+from .align import ALIGN_VERSION, AlignmentError, align_face, resize_aligned
+from .errors import DataError, UsageError
+from .fileio import write_atomic
+from .landmarks import Landmarks, brief_list
+from .progress import progress_bar, warn
 from .specs import CropTemplate
 
-CACHE_FORMAT = 1
-_SHOWN = 5
+CACHE_FORMAT = 2
+_MAGIC = b"lrbench crop cache\n"
+_HEADER_MAX = 4096
+_HASH_CHUNK = 256  # images per thread-pool task: one task per image costs more than hashing it
+
+# Pillow's own decompression-bomb check warns or raises from inside Image.open, where the image's name is
+# unknown; lrbench checks each image against MAX_IMAGE_PIXELS itself (``_crop_one``) and names it.
+DEFAULT_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3  # Pillow's default: a 0.25 GiB 24-bit image
+Image.MAX_IMAGE_PIXELS = None
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("LRBENCH_CACHE_DIR") or Path.home() / ".cache" / "lrbench")
 
 
-def read_landmarks(path: Path) -> dict[str, np.ndarray]:
-    """Parse a ``relpath x1 y1 … x5 y5`` file strictly; a malformed line is an error naming it."""
-    path = Path(path)
+def max_image_pixels() -> int:
+    """The largest image (width × height) lrbench decodes: LRBENCH_MAX_IMAGE_PIXELS, else Pillow's default.
+
+    A bigger image is refused rather than decoded: a forged header can claim gigapixels in a few bytes.
+    """
+    value = os.environ.get("LRBENCH_MAX_IMAGE_PIXELS", "").strip()
+    if not value:
+        return DEFAULT_MAX_IMAGE_PIXELS
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read landmarks: {exc}") from exc
-    names, values = [], []
-    for line_no, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 11:
-            raise DataError(f"{path}:{line_no}: expected a path and 10 coordinates, got {len(fields)} fields")
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise UsageError(f"LRBENCH_MAX_IMAGE_PIXELS={value}: expected a whole number of pixels, such as 200000000")
+    return limit
+
+
+def _decoder_versions() -> dict[str, str | None]:
+    """Pillow and its JPEG library: a new version may decode the same file to different pixels."""
+    return {
+        "pillow": PIL.__version__,
+        "jpeg": features.version_codec("jpg"),
+        "libjpeg_turbo": features.version_feature("libjpeg_turbo"),
+    }
+
+
+def _file_digests(paths: list[Path]) -> list[bytes | OSError]:
+    """SHA-256 of each file's bytes, or why it cannot be read."""
+    digests: list[bytes | OSError] = []
+    for path in paths:
         try:
-            values.append([float(v) for v in fields[1:]])
-        except ValueError:
-            raise DataError(
-                f"{path}:{line_no}: coordinates must be numbers, got {' '.join(fields[1:])!r}"
-            ) from None
-        if not all(math.isfinite(v) for v in values[-1]):
-            raise DataError(f"{path}:{line_no}: coordinates must be finite")
-        names.append(fields[0].replace("\\", "/"))
-    points = np.asarray(values, dtype=np.float64).reshape(-1, 5, 2)
-    table = dict(zip(names, points))
-    return table
+            digests.append(hashlib.sha256(path.read_bytes()).digest())
+        except OSError as exc:
+            digests.append(exc)
+    return digests
 
 
-def landmarks_for(images: list[str], path: Path) -> np.ndarray:
-    """The (N, 5, 2) landmarks of ``images``; a file may prefix paths with the image folder's name."""
-    table = read_landmarks(path)
-    stripped = {key.split("/", 1)[1]: value for key, value in table.items() if "/" in key}
-    found, missing = [], []
-    for rel in images:
-        points = table.get(rel, stripped.get(rel))
-        if points is None:
-            missing.append(rel)
-        else:
-            found.append(points)
-    if missing:
-        raise DataError(f"{path}: no landmarks for {len(missing)} of {len(images)} images: {_some(missing)}")
-    return np.stack(found)
-
-
-def _some(items: list[str]) -> str:
-    shown = ", ".join(items[:_SHOWN])
-    return shown + (f", … ({len(items)} in all)" if len(items) > _SHOWN else "")
-
-
-def _file_stats(root: Path, images: list[str]) -> list[tuple[int, int]]:
-    stats, missing = [], []
-    for rel in images:
-        try:
-            st = (root / rel).stat()
-            stats.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            missing.append(rel)
-    if missing:
-        raise DataError(f"{len(missing)} of {len(images)} images missing under {root}: {_some(missing)}")
-    return stats
-
-
-def cache_key(root: Path, images: list[str], template: CropTemplate, landmarks: np.ndarray | None) -> str:
-    """Identity of a crop set: data (paths, sizes, mtimes), landmark values and the crop template."""
+def cache_key(
+    root: Path, images: list[str], template: CropTemplate, landmarks: Landmarks | None, workers: int = 2
+) -> str:
+    """Identity of a crop set: every image's bytes (not its size or date: an image edited in place keeps
+    them), the landmark values, the template, and the versions of the code that decodes and aligns."""
     digest = hashlib.sha256()
     header = {
         "format": CACHE_FORMAT,
-        "root": str(root.resolve()),
-        "template": [template.size, template.points],
+        "align": ALIGN_VERSION,
+        "decoders": _decoder_versions(),
+        "template": [template.name, template.size, template.points],
+        "landmarks": landmarks is not None,
     }
     digest.update(json.dumps(header).encode())
-    digest.update(json.dumps(list(zip(images, _file_stats(root, images)))).encode())
-    digest.update(b"aligned" if landmarks is None else np.ascontiguousarray(landmarks, np.float64).tobytes())
+    paths = [root / rel for rel in images]
+    chunks = [paths[i : i + _HASH_CHUNK] for i in range(0, len(paths), _HASH_CHUNK)]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        file_digests = [one for chunk in pool.map(_file_digests, chunks) for one in chunk]
+    missing = [rel for rel, one in zip(images, file_digests) if isinstance(one, FileNotFoundError)]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(images)} images missing under {root}: {brief_list(missing)}")
+    for path, one in zip(paths, file_digests):
+        if isinstance(one, OSError):
+            raise DataError(f"{path}: cannot read image ({one.strerror or one})")
+    for rel, file_digest in zip(images, file_digests):
+        digest.update(json.dumps(rel).encode() + file_digest)  # a quoted name then 32 bytes: unambiguous
+    if landmarks is not None:
+        digest.update(np.ascontiguousarray(landmarks.points, np.float64).tobytes())
     return digest.hexdigest()[:24]
 
 
-def _crop_one(path: Path, template: CropTemplate, landmarks: np.ndarray | None) -> np.ndarray:
+def _crop_one(path: Path, template: CropTemplate, points: np.ndarray | None, where: str, limit: int) -> np.ndarray:
+    """One crop; ``where`` is the landmark entry (``file:line``) that errors about the points name."""
+    decode_errors = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
     try:
-        with Image.open(path) as image:
-            image.load()
-            if landmarks is None:
-                return resize_aligned(image, template)
-            return align_face(image, landmarks, template)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        image = Image.open(path)
+    except decode_errors as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from None
+    with image:
+        width, height = image.size
+        if width * height > limit:
+            raise DataError(
+                f"{path}: {width}×{height} = {width * height:,} pixels, more than the limit of {limit:,} "
+                "(raise it with the environment variable LRBENCH_MAX_IMAGE_PIXELS)"
+            )
+        try:
+            image.load()
+        except decode_errors as exc:
+            raise DataError(f"{path}: cannot decode image ({exc})") from None
+        try:
+            return resize_aligned(image, template) if points is None else align_face(image, points, template)
+        except AlignmentError as exc:
+            raise DataError(f"{where}: {path}: {exc}" if where else f"{path}: {exc}") from None
 
 
 def load_crops(
     root: Path,
     images: list[str],
     template: CropTemplate,
-    landmarks: np.ndarray | None,
+    landmarks: Landmarks | None,
     *,
     workers: int = 2,
     cache_dir: Path | None = None,
@@ -125,21 +145,35 @@ def load_crops(
 ) -> tuple[np.ndarray, dict]:
     """All crops as an (N, H, W, 3) uint8 RGB array; ``landmarks=None`` means images are pre-aligned.
 
-    Returns the crops and a note on the cache (key, path, hit) for the run manifest.
+    Returns the crops and a note on the cache for the run manifest: its key and file, whether it was a
+    hit, whether an entry on disk was rebuilt and why, and why the cache could not be used, if it could
+    not. A cache entry that does not verify is rebuilt, and a cache folder that cannot be used means
+    running without it; either gives one warning, never an error.
     """
-    key = cache_key(root, images, template, landmarks)
-    cache_file = cache_dir / f"crops-{template.name}-{key}.npy" if cache_dir else None
-    if cache_file is not None and cache_file.is_file():
+    limit = max_image_pixels()
+    key = cache_key(root, images, template, landmarks, workers)
+    shape = (len(images), template.size[1], template.size[0], 3)
+    entry = cache_dir / f"crops-{template.name}-{key}.bin" if cache_dir else None
+    note = {"key": key, "path": str(entry) if entry else None, "hit": False, "rebuilt": False,
+            "rebuild_reason": None, "cache_error": None}
+    if entry is not None:
         try:
-            crops = np.load(cache_file, mmap_mode="r")
-            if crops.shape == (len(images), template.size[1], template.size[0], 3):
-                return np.asarray(crops), {"key": key, "path": str(cache_file), "hit": True}
-        except (OSError, ValueError):
-            pass  # an unreadable cache entry is rebuilt below
-    crops = np.empty((len(images), template.size[1], template.size[0], 3), dtype=np.uint8)
+            crops = _read_entry(entry, key, shape)
+        except _Unusable as exc:
+            note["cache_error"] = str(exc)
+            warn(f"crop cache {entry}: {exc}; running without the cache")
+        except _Invalid as exc:
+            note.update(rebuilt=True, rebuild_reason=str(exc))
+            warn(f"crop cache {entry}: {exc}; rebuilding it")
+        else:
+            if crops is not None:
+                note["hit"] = True
+                return crops, note
+    crops = np.empty(shape, dtype=np.uint8)
 
     def work(i: int) -> None:
-        crops[i] = _crop_one(root / images[i], template, None if landmarks is None else landmarks[i])
+        points, where = (None, "") if landmarks is None else (landmarks.points[i], landmarks.where(i))
+        crops[i] = _crop_one(root / images[i], template, points, where, limit)
 
     with (
         progress_bar("decode + align", len(images), show_progress) as steps,
@@ -147,18 +181,69 @@ def load_crops(
     ):
         for _ in pool.map(work, range(len(images))):
             steps.advance()
-    if cache_file is not None:
-        _save_atomic(cache_file, crops)
-    return crops, {"key": key, "path": str(cache_file) if cache_file else None, "hit": False}
+    if entry is not None and note["cache_error"] is None:
+        try:
+            _write_entry(entry, key, crops)
+        except OSError as exc:
+            note["cache_error"] = f"cannot write it ({exc.strerror or exc})"
+            warn(f"crop cache {entry}: {note['cache_error']}; ran without the cache")
+    return crops, note
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+class _Invalid(Exception):
+    """A cache entry that exists but does not verify: rebuild it."""
+
+
+class _Unusable(Exception):
+    """A cache location in the way of a cache file (a file for the folder, a folder for the file): run
+    without the cache rather than delete what the user put there."""
+
+
+def _read_entry(entry: Path, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The verified crops of ``entry``, or None when there is no entry."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with open(entry, "rb") as handle:
+            magic, header_line = handle.read(len(_MAGIC)), handle.readline(_HEADER_MAX)
+            offset, size = handle.tell(), os.fstat(handle.fileno()).st_size
+            if not size:
+                raise _Invalid("empty file")
+            if magic != _MAGIC:
+                raise _Invalid("not an lrbench crop cache file")
+            try:
+                header = json.loads(header_line)
+                expected = {"format": CACHE_FORMAT, "key": key, "shape": list(shape), "dtype": "uint8"}
+                if not isinstance(header, dict) or {k: header.get(k) for k in expected} != expected:
+                    raise ValueError("the header does not match")
+            except ValueError:
+                raise _Invalid("its header does not match this crop set") from None
+            count = int(np.prod(shape))
+            if size != offset + count:
+                raise _Invalid(f"{size:,} bytes, expected {offset + count:,}")
+            if not count:
+                return np.empty(shape, np.uint8)
+            # Mapped, not read: no private copy of what may be gigabytes. Entries are only ever replaced by a
+            # rename, never rewritten in place, so the mapped pixels are the ones verified below.
+            crops = np.memmap(handle, dtype=np.uint8, mode="r", offset=offset, shape=count)
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise _Unusable("a folder is in the way of the cache file") from None
+    except NotADirectoryError:
+        raise _Unusable("the cache folder's path is not a folder") from None
+    except OSError as exc:
+        raise _Invalid(f"cannot read it ({exc.strerror or exc})") from None
+    if hashlib.sha256(crops).hexdigest() != header.get("sha256"):
+        raise _Invalid("its pixels do not match their checksum")
+    return np.asarray(crops).reshape(shape)
+
+
+def _write_entry(entry: Path, key: str, crops: np.ndarray) -> None:
+    header = {"format": CACHE_FORMAT, "key": key, "shape": list(crops.shape), "dtype": "uint8",
+              "sha256": hashlib.sha256(crops).hexdigest()}
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(_MAGIC + json.dumps(header).encode() + b"\n")
+        handle.write(memoryview(crops))
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(entry, write)

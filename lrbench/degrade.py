@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn.functional as F
 
-from .errors import UsageError
-
-_DF_ITEM = re.compile(r"^(-?\d+)(?:-(-?\d+))?$")
+from .ranges import parse_ranges
 
 
 def probe_size(crop_size: tuple[int, int], df: int) -> tuple[int, int]:
@@ -20,26 +16,9 @@ def probe_size(crop_size: tuple[int, int], df: int) -> tuple[int, int]:
 
 def parse_dfs(text: str, crop_size: tuple[int, int]) -> list[int]:
     """``8``, ``1-13`` or ``1,2,4,8`` (or a mix) → sorted unique DFs valid for the crop."""
-    dfs: set[int] = set()
-    for part in str(text).replace(" ", "").split(","):
-        match = _DF_ITEM.match(part)
-        if not match:
-            raise UsageError(f"--df {text}: expected DFs like 8, 1-13 or 1,2,4,8")
-        low = int(match[1])
-        high = int(match[2]) if match[2] is not None else low
-        if low > high:
-            raise UsageError(f"--df {text}: range {part} runs backwards")
-        dfs.update(range(low, high + 1))
-    limit = min(crop_size)
-    for df in sorted(dfs):
-        if df < 1:
-            raise UsageError(f"--df {text}: DF must be at least 1, got {df}")
-        if df > limit:
-            raise UsageError(
-                f"--df {text}: DF {df} is larger than the {crop_size[0]}×{crop_size[1]} crop "
-                f"(at most {limit})"
-            )
-    return sorted(dfs)
+    width, height = crop_size
+    bound = f"the {width}×{height} crop"
+    return parse_ranges(text, "--df", unit="DF", low=1, high=min(crop_size), bound=bound, example="8, 1-13 or 1,2,4,8")
 
 
 def resize_down_up(

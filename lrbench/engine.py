@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -13,15 +12,19 @@ import numpy as np
 import torch
 
 from . import registry
-from .crops import default_cache_dir, landmarks_for, load_crops
+from .crops import default_cache_dir, load_crops
 from .degrade import parse_dfs, probe_size
 from .errors import DataError, UsageError
+from .fileio import sha256_file
+from .landmarks import landmarks_for
 from .metrics import THRESHOLD_RULES, evaluate_verification
-from .models import build_backbone
+from .models import build_backbone, weights_file
 from .options import parse_options
 from .pairs import ProtocolDefinition
+from .plugins import plugin_origin
 from .precision import PRECISIONS, autocast_for, require_finite
 from .progress import progress_bar
+from .ranges import parse_ranges
 from .results import RunData, definitions
 from .specs import FLIP_FUSIONS, BackboneSpec, DegradationSpec, InputSpec, PairSet, ProtocolSpec
 
@@ -165,24 +168,15 @@ def score_pairs(a: torch.Tensor, b: torch.Tensor, metric: str) -> np.ndarray:
     return (-torch.linalg.vector_norm(a - b, dim=1)).numpy().astype(np.float64)
 
 
-def _sha256(path: Path | None) -> str | None:
-    if path is None or not Path(path).is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _protocol(name: str):
-    """A registered protocol, or a protocol definition file given by path."""
+def _protocol(name: str) -> tuple[ProtocolSpec, dict]:
+    """A registered protocol, or a protocol definition file given by path; with where it comes from."""
     if name.endswith(".toml"):
         path = Path(name)
         if not path.is_file():
             raise UsageError(f"--protocol {name}: no such file")
-        return ProtocolDefinition.from_toml(path).spec()
-    return registry.protocol(name)
+        return ProtocolDefinition.from_toml(path).spec(), {"file": str(path.resolve()), "sha256": sha256_file(path)}
+    found = registry.entry("protocol", name)
+    return found.spec, plugin_origin(found.plugin)
 
 
 @dataclass
@@ -193,7 +187,7 @@ class Prepared:
     backbone: BackboneSpec
     input_spec: InputSpec
     degradation: DegradationSpec
-    degradation_options: dict
+    degradation_options: dict  # every option apply() is called with, defaults included
     report_folds: list[int] | None
     protocol: ProtocolSpec
     pairs: PairSet
@@ -204,9 +198,16 @@ class Prepared:
     extractor: FeatureExtractor
     cache: dict
     timings: dict[str, float]
+    backbone_options: dict  # every option build() was called with, defaults included
+    origins: dict[str, dict]  # backbone, degradation, protocol → plugin, distribution, version (or file)
+    weights_file: Path | None  # the file the network's weights came from, also a default one
 
     def manifest(self) -> dict:
         settings, pairs = self.settings, self.pairs
+        names = {"backbone": self.backbone.name, "degradation": self.degradation.name, "protocol": self.protocol.name}
+        components = {kind: {"name": names[kind], **origin} for kind, origin in self.origins.items()}
+        components["backbone"]["options"] = self.backbone_options
+        components["degradation"]["options"] = self.degradation_options
         return {
             "backbone": self.backbone.name,
             "protocol": self.protocol.name,
@@ -221,15 +222,15 @@ class Prepared:
             "degradation": {
                 "name": self.degradation.name,
                 "description": self.degradation.description,
-                "settings": {**self.degradation.settings, **self.degradation.options, **self.degradation_options},
+                "settings": {**self.degradation.settings, **self.degradation_options},
                 "mode": settings.mode,
             },
             "data": {
                 "image_root": str(Path(pairs.root).resolve()),
                 "pairs_file": str(Path(pairs.source).resolve()),
-                "pairs_sha256": _sha256(pairs.source),
+                "pairs_sha256": sha256_file(pairs.source),
                 "landmarks_file": str(self.landmarks_file.resolve()) if self.landmarks_file else None,
-                "landmarks_sha256": _sha256(self.landmarks_file),
+                "landmarks_sha256": sha256_file(self.landmarks_file),
                 "pairs": int(len(pairs.same)),
                 "folds": int(pairs.folds.max() + 1),
                 "unique_images": len(pairs.images),
@@ -237,8 +238,10 @@ class Prepared:
             },
             "weights": {
                 "value": settings.weights,
-                "sha256": _sha256(Path(settings.weights)) if settings.weights else None,
+                "file": str(self.weights_file) if self.weights_file else None,
+                "sha256": sha256_file(self.weights_file),
             },
+            "components": components,
             "definitions": definitions(
                 self.backbone.metric,
                 self.fusion,
@@ -264,16 +267,34 @@ def _check(settings: EvalSettings) -> None:
         raise UsageError(f"--batch-size {settings.batch_size}: must be at least 1")
 
 
+def _check_threshold_rule(settings: EvalSettings, backbone: BackboneSpec, plugin: str) -> None:
+    """Refuse the seed's grid rule for a backbone whose scores are not cosine similarities.
+
+    The grid's candidate thresholds are fixed at -1…1 because cosine similarities lie there; negated
+    Euclidean distances are at most 0 and have no fixed scale, so a grid over -1…1 misses most of the
+    useful thresholds and gives a wrong accuracy without any sign of it. Stretching the grid over the
+    observed scores would be a new rule that only approximates ``exact`` and reproduces nothing the seed
+    reported, so the grid stays what it was made for (reproducing the seed's cosine numbers) and other
+    scores use ``exact``, which works on any scale.
+    """
+    if settings.threshold_rule == "grid" and backbone.metric != "cosine":
+        preset = " (--preset seed picks it unless you give --threshold-rule)" if settings.preset == "seed" else ""
+        raise UsageError(
+            f"--threshold-rule grid{preset}: the seed's thresholds -1…1 suit cosine scores only, and backbone "
+            f"{backbone.name!r} (plugin {plugin!r}) has {backbone.metric} scores; use --threshold-rule exact"
+        )
+
+
 def _report_folds(text: str | None, pairs: PairSet) -> list[int] | None:
-    """``--report-folds 1`` or ``1,3`` (1-based, as LFW numbers its folds) → 0-based fold ids."""
+    """``--report-folds 1``, ``2-10`` or ``1,3`` (1-based, as LFW numbers its folds) → 0-based fold ids."""
     if text is None:
         return None
     n_folds = int(pairs.folds.max()) + 1
-    try:
-        chosen = sorted({int(part) for part in str(text).split(",")})
-    except ValueError:
-        raise UsageError(f"--report-folds {text}: expected fold numbers like 1 or 1,3") from None
-    if not chosen or chosen[0] < 1 or chosen[-1] > n_folds or len(chosen) == n_folds:
+    bound = f"the {n_folds} folds of {pairs.source}"
+    chosen = parse_ranges(
+        text, "--report-folds", unit="fold", low=1, high=n_folds, bound=bound, example="1, 2-10 or 1,3"
+    )
+    if len(chosen) == n_folds:
         raise UsageError(f"--report-folds {text}: choose some of the folds 1…{n_folds}, not all")
     return [fold - 1 for fold in chosen]
 
@@ -281,17 +302,27 @@ def _report_folds(text: str | None, pairs: PairSet) -> list[int] | None:
 def prepare(settings: EvalSettings) -> Prepared:
     """Resolve names, parse the protocol, build the network and decode/align (or load) every unique crop."""
     _check(settings)
-    backbone = registry.backbone(settings.backbone)
-    degradation = registry.degradation(settings.degradation)
-    protocol = _protocol(settings.protocol)
+    backbone_entry = registry.entry("backbone", settings.backbone)
+    backbone = backbone_entry.spec
+    _check_threshold_rule(settings, backbone, backbone_entry.plugin)
+    degradation_entry = registry.entry("degradation", settings.degradation)
+    degradation = degradation_entry.spec
+    protocol, protocol_origin = _protocol(settings.protocol)
+    origins = {
+        "backbone": plugin_origin(backbone_entry.plugin),
+        "degradation": plugin_origin(degradation_entry.plugin),
+        "protocol": protocol_origin,
+    }
     template = backbone.input.template
     dfs = parse_dfs(settings.dfs, template.size)
     device = resolve_device(settings.device)
     if settings.precision == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA device; use bf16 on CPU")
     input_spec = backbone.seed_input if settings.preset == "seed" and backbone.seed_input else backbone.input
-    options = parse_options(backbone, settings.options)
-    degradation_options = parse_options(degradation, settings.degradation_options, "--degradation-option")
+    options = backbone.effective_options(parse_options(backbone, settings.options))
+    degradation_options = degradation.effective_options(
+        parse_options(degradation, settings.degradation_options, "--degradation-option")
+    )
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
@@ -303,10 +334,11 @@ def prepare(settings: EvalSettings) -> Prepared:
             raise UsageError("no landmark file: pass --landmarks FILE, or --aligned for pre-aligned crops")
         if not landmarks_file.is_file():
             raise UsageError(f"--landmarks {landmarks_file}: no such file")
-    landmarks = landmarks_for(pairs.images, landmarks_file) if landmarks_file else None
+    landmarks = landmarks_for(pairs.images, landmarks_file, pairs.root) if landmarks_file else None
     timings["protocol_s"] = time.perf_counter() - started
 
     model = build_backbone(backbone, settings.weights, options)
+    loaded_from = weights_file(model, settings.weights)
     started = time.perf_counter()
     crops, cache = load_crops(
         pairs.root,
@@ -351,6 +383,9 @@ def prepare(settings: EvalSettings) -> Prepared:
         extractor,
         cache,
         timings,
+        options,
+        origins,
+        loaded_from,
     )
 
 

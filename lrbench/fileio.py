@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -57,11 +59,72 @@ def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) 
     return path
 
 
+def sha256_file(path: Path | None) -> str | None:
+    """SHA-256 of a file's bytes, read in blocks (weights files run to gigabytes); None when there is no file."""
+    if path is None or not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def make_temp_dir(parent: Path, name: str) -> Path:
-    """A fresh hidden folder beside ``parent/name`` (to be renamed into place), with the umask's mode."""
-    folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.tmp-"))
+    """A fresh hidden folder beside ``parent/name`` (to be renamed into place), with the umask's mode.
+
+    Its name, ``.NAME.tmp-PID-…``, carries the creator's pid, so a later process can tell the debris of a
+    killed one (see ``dead_siblings``) from a folder another process is still filling.
+    """
+    folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.tmp-{os.getpid()}-"))
     folder.chmod(DIR_MODE)
     return folder
+
+
+def dead_siblings(target: Path, kind: str = "tmp") -> list[Path]:
+    """The ``.NAME.KIND-PID…`` siblings of ``target`` (``make_temp_dir``'s folders for kind ``tmp``) whose
+    process is gone: the debris of a writer that was killed, safe to remove."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.{re.escape(kind)}-(\d+)(-.*)?", flags=re.DOTALL)
+    found = ((entry, pattern.fullmatch(entry.name)) for entry in target.parent.iterdir())
+    return sorted(entry for entry, match in found if match and not _process_alive(int(match.group(1))))
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (one of another user counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_writable(target: Path, option: str = "--out", folder: bool = True) -> None:
+    """Refuse, before any work, an output path that could not be written: a file where a folder is needed
+    (or the reverse), a file among its parents, or a parent the user may not write in.
+
+    A cheap look at the file system right after option parsing, so a typo costs seconds, not a whole
+    evaluation; the real write can still fail later (a full disk), with the system's own message.
+    """
+    target = Path(target)
+    if target.is_symlink() or target.exists():
+        if folder and not target.is_dir():
+            raise UsageError(f"{option} {target}: is a file, not a folder; choose another path")
+        if not folder and target.is_dir():
+            raise UsageError(f"{option} {target}: is a folder; give a file name")
+        if target.is_dir() and not os.access(target, os.W_OK | os.X_OK):
+            raise UsageError(f"{option} {target}: cannot write in this folder (permission denied)")
+    ancestor = next(parent for parent in (target.parent, *target.parent.parents) if parent.exists())
+    if not ancestor.is_dir():
+        raise UsageError(f"{option} {target}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {target}: cannot create anything in {ancestor} (permission denied)")
 
 
 def lock_path(target: Path) -> Path:

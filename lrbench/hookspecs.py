@@ -1,4 +1,8 @@
-"""The plugin contract: each hook hands the plugin a ``register`` callable."""
+"""The plugin contract: each hook hands the plugin a ``register`` callable.
+
+lrbench calls the ``register_*`` hooks through pluggy (order, wrappers and monitoring are pluggy's) and
+attributes each registered name to the plugin whose implementation called ``register``.
+"""
 
 import pluggy
 

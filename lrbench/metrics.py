@@ -102,7 +102,8 @@ def best_threshold(scores: ArrayLike, same: ArrayLike, rule: str = "exact") -> f
 
     ``"grid"``: the seed project's rule reproduced exactly: t over ``np.linspace(-1, 1, 10001)``,
     the largest t of maximal accuracy. Only meaningful for scores in [-1, 1] (cosine similarities);
-    kept to reproduce numbers reported with the seed.
+    kept to reproduce numbers reported with the seed, so ``lrbench run`` refuses it for backbones whose
+    metric is not cosine rather than stretching it over other scales (see ``engine._check_threshold_rule``).
     """
     _check_rule(rule)
     scores, same = _check_pairs(scores, same)

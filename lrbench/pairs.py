@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
+import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
+_BLANKS = " \t"  # the field separators: a line of only these is blank
+# A positive whole number in ASCII digits (str.isdigit also takes '²' and '٣'), short enough for int64.
+_COUNT = re.compile(r"0*[1-9][0-9]{0,17}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -37,17 +42,23 @@ class ProtocolDefinition:
 
     @classmethod
     def from_toml(cls, path: Path) -> ProtocolDefinition:
+        """Read a definition and check every value now: a mistake names the file and key here, not as a
+        KeyError when a run first forms an image path."""
         try:
-            raw = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise DataError(f"{path}: cannot read protocol definition: {exc}") from exc
-        known = set(cls.__dataclass_fields__) - {"source"}
-        unknown = sorted(set(raw) - known)
+            raw = tomllib.loads("\n".join(read_text_lines(path, "protocol definition")))
+        except tomllib.TOMLDecodeError as exc:
+            raise DataError(f"{path}: not a valid TOML file: {exc}") from None
+        unknown = sorted(set(raw) - set(_TOML_KEYS))
         if unknown:
-            raise DataError(f"{path}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+            raise DataError(f"{path}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(_TOML_KEYS))}")
         for key in ("name", "description"):
             if key not in raw:
                 raise DataError(f"{path}: missing required key {key!r}")
+        for key, value in raw.items():
+            valid, want = _TOML_KEYS[key]
+            if not valid(value):
+                raise DataError(f"{path}: {key} must be {want}, got {value!r}")
+        _check_path_pattern(path, raw.get("path_pattern", cls.path_pattern))
         raw["image_dirs"] = tuple(raw.get("image_dirs", (".",)))
         return cls(**raw, source=str(path))
 
@@ -93,6 +104,66 @@ class ProtocolDefinition:
         raise DataError(f"cannot find the images of {self.name}: {probe} is in none of {tried}")
 
 
+def _text(value) -> bool:
+    return isinstance(value, str)
+
+
+def _nonempty_text(value) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _folder_list(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(_nonempty_text(folder) for folder in value)
+
+
+def _counts(value) -> bool:
+    return isinstance(value, dict) and all(
+        key in ("pairs", "unique_images") and type(count) is int and count > 0 for key, count in value.items()
+    )
+
+
+# Each key of a protocol TOML: its check, and what it must hold as messages say it.
+_TOML_KEYS = {
+    "name": (_nonempty_text, "a non-empty string"),
+    "description": (_text, "a string"),
+    "pairs_file": (_nonempty_text, "a non-empty string"),
+    "path_pattern": (_nonempty_text, "a non-empty string"),
+    "image_dirs": (_folder_list, 'a non-empty list of folder names, e.g. [".", "lfw"]'),
+    "landmarks_file": (_nonempty_text, "a non-empty string"),
+    "citation": (_text, "a string"),
+    "expected": (_counts, "a table of positive whole numbers, keys pairs and unique_images"),
+}
+_PLACEHOLDERS = ("name", "number")
+
+
+def _check_path_pattern(path: Path, pattern: str) -> None:
+    """Only ``{name}`` and ``{number}``, both present (without ``{number}`` every image of a person would be
+    one file), with format specs that work for every name and number a pairs file can hold."""
+    where = f"{path}: path_pattern {pattern!r}"
+    try:
+        fields = list(_format_fields(pattern))
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    for field_name in fields:
+        if field_name not in _PLACEHOLDERS:
+            raise DataError(f"{where}: unknown placeholder {{{field_name}}}; use {{name}} and {{number}}")
+    if set(fields) != set(_PLACEHOLDERS):
+        raise DataError(f"{where}: must use both {{name}} and {{number}}")
+    try:
+        for number in (1, 10**18 - 1):  # the smallest and largest image numbers parse_lfw_pairs accepts
+            pattern.format(name="Name", number=number)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"{where}: {exc}") from None
+
+
+def _format_fields(pattern: str):
+    """Every placeholder name in a format string, including those nested in format specs."""
+    for _, field_name, spec, _ in string.Formatter().parse(pattern):
+        if field_name is not None:
+            yield field_name
+            yield from _format_fields(spec)
+
+
 def _find_file(data: Path, filename: str, option: str) -> Path:
     for folder in (data, data.parent):
         if (folder / filename).is_file():
@@ -113,19 +184,20 @@ def parse_lfw_pairs(path: Path) -> list[PairRecord]:
     """Parse a View-2-format pairs file strictly; any deviation is an error naming the line.
 
     Header ``folds<TAB>n``; then per fold n lines ``name i j`` (same person) and n lines
-    ``name1 i name2 j`` (different people).
+    ``name1 i name2 j`` (different people). Fields are separated by tabs or spaces; a UTF-8 byte-order
+    mark, CRLF line endings and blank lines at the end are accepted, a blank line anywhere else is not.
     """
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read pairs file: {exc}") from exc
-    while lines and not lines[-1].strip():
+    lines = read_text_lines(path, "pairs file")
+    while lines and not lines[-1].strip(_BLANKS):
         lines.pop()
     if not lines:
         raise DataError(f"{path}: empty pairs file")
-    header = lines[0].split()
-    if len(header) != 2 or not all(h.isdigit() and int(h) > 0 for h in header):
+    for line_no, text in enumerate(lines, start=1):
+        if not text.strip(_BLANKS):
+            raise DataError(f"{path}:{line_no}: blank line; a pairs file has none before its last pair")
+    header = _fields(lines[0])
+    if len(header) != 2 or not all(_COUNT.fullmatch(h) for h in header):
         raise DataError(
             f"{path}:1: header must be 'folds<TAB>pairs_per_fold' (e.g. '10\\t300'), got {lines[0]!r}"
         )
@@ -142,7 +214,7 @@ def parse_lfw_pairs(path: Path) -> list[PairRecord]:
         line_no = offset + 2
         fold, position = divmod(offset, 2 * per_class)
         same = position < per_class
-        fields = text.split()
+        fields = _fields(text)
         want = 3 if same else 4
         if len(fields) != want:
             kind = "same-person pair 'name i j'" if same else "different-person pair 'name1 i name2 j'"
@@ -153,13 +225,40 @@ def parse_lfw_pairs(path: Path) -> list[PairRecord]:
             names, raw_numbers = (fields[0], fields[0]), (fields[1], fields[2])
         else:
             names, raw_numbers = (fields[0], fields[2]), (fields[1], fields[3])
-        if not all(n.isdigit() and int(n) > 0 for n in raw_numbers):
-            raise DataError(f"{path}:{line_no}: image numbers must be positive integers, got {raw_numbers}")
+        if not all(_COUNT.fullmatch(n) for n in raw_numbers):
+            raise DataError(
+                f"{path}:{line_no}: image numbers must be positive integers in the digits 0-9, got {raw_numbers}"
+            )
         for name in names:
             if not _SAFE_NAME.match(name) or name in (".", ".."):
                 raise DataError(f"{path}:{line_no}: name {name!r} would reach outside the data root")
+            if not name.isprintable():
+                raise DataError(f"{path}:{line_no}: name {name!r} holds a control or non-printing character")
         records.append(PairRecord(line_no, fold, names, tuple(int(n) for n in raw_numbers), same))
     return records
+
+
+def read_text_lines(path: Path, what: str) -> list[str]:
+    """A UTF-8 text file's lines as an editor numbers them: an initial byte-order mark dropped, ``\\r\\n`` or
+    ``\\n`` ending a line (``str.splitlines`` would also split at form feeds and U+2028, shifting line numbers).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    data = data.removeprefix(codecs.BOM_UTF8)  # as Windows editors write it
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start]
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {byte:#04x}); save the {what} as UTF-8") from None
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def _fields(line: str) -> list[str]:
+    """Tab- or space-separated fields; other whitespace (no-break space, U+2028…) stays inside a field."""
+    return re.split(r"[ \t]+", line.strip(_BLANKS))
 
 
 def build_pair_set(root: Path, source: Path, records: list[PairRecord], pattern: str) -> PairSet:

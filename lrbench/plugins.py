@@ -25,6 +25,7 @@ DEFAULT_PLUGINS = (
     "lrbench_plugins.resize",
     "lrbench_plugins.pairs_protocols",
     "lrbench_plugins.trainers",
+    "lrbench_plugins.demo",
 )
 
 PLUGINS_DIR_ENV = "LRBENCH_PLUGINS_DIR"
@@ -109,7 +110,7 @@ def trace(hook_name: str, plugin_name: str, kwargs: dict) -> None:
 
 
 def _trace_before(hook_name, hook_impls, kwargs):
-    for impl in hook_impls:
+    for impl in reversed(hook_impls):  # pluggy calls the last in its list first
         trace(hook_name, impl.plugin_name, kwargs)
 
 
@@ -123,14 +124,36 @@ def list_plugins(include_builtin: bool = False, hook: str | None = None) -> list
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
         if (builtin and not include_builtin) or (hook and hook not in hooks):
             continue
-        dist = _distributions.get(name)
+        origin = plugin_origin(name)
         rows.append(
             {
                 "name": name,
                 "hooks": hooks,
                 "builtin": builtin,
-                "distribution": dist.metadata["Name"] if dist else None,
-                "version": dist.version if dist else None,
+                "distribution": origin["distribution"],
+                "version": origin["version"],
             }
         )
     return sorted(rows, key=lambda row: (not row["builtin"], row["name"]))
+
+
+def plugin_origin(name: str) -> dict:
+    """Where a registered plugin's code comes from, for manifests and listings.
+
+    Built-ins are part of lrbench (its version); installed plugins name their distribution and version;
+    anything else (a loose file, an object a test registered) has neither, and a module gives its file.
+    """
+    from . import __version__
+
+    if name in DEFAULT_PLUGINS:
+        return {"plugin": name, "distribution": "lrbench", "version": __version__}
+    dist = _distributions.get(name)
+    origin = {
+        "plugin": name,
+        "distribution": dist.metadata["Name"] if dist else None,
+        "version": dist.version if dist else None,
+    }
+    source = getattr(pm.get_plugin(name), "__file__", None)
+    if dist is None and source:
+        origin["file"] = str(Path(source).resolve())
+    return origin

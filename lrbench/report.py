@@ -6,6 +6,8 @@ import base64
 import html
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -14,11 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from .results import RunData, write_text_atomic  # noqa: E402
+from .fileio import dead_siblings, make_temp_dir, write_atomic  # noqa: E402
+from .results import ACCURACY_PNG, REPORT_FILES, REPORT_HTML, ROC_PNG, RunData  # noqa: E402
 
-ROC_PNG = "roc.png"
-ACCURACY_PNG = "accuracy_vs_resolution.png"
-REPORT_HTML = "report.html"
 _MAX_ROC_CURVES = 5
 
 
@@ -131,15 +131,31 @@ def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    write_text_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def render(runs: list[RunData], folder: Path) -> None:
-    """Write both figures and report.html into ``folder``."""
+    """Write both figures and report.html (``results.REPORT_FILES``) into ``folder``."""
     folder = Path(folder)
     plot_roc(runs, folder / ROC_PNG)
     plot_accuracy(runs, folder / ACCURACY_PNG)
-    write_text_atomic(folder / REPORT_HTML, html_report(runs, folder))
+    write_atomic(folder / REPORT_HTML, html_report(runs, folder))
+
+
+def render_into(runs: list[RunData], folder: Path) -> None:
+    """Render in a hidden temporary folder inside ``folder``, then move the files into place: a render that
+    fails (or is killed) leaves the previous report files as they were, not a new figure beside an old page."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in dead_siblings(folder / "report"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp = make_temp_dir(folder, "report")
+    try:
+        render(runs, tmp)
+        for name in REPORT_FILES:
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def render_run(run: RunData, folder: Path) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
+import re
 import shutil
-import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,18 +16,64 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, UsageError
+from .fileio import OutputLock, check_writable, dead_siblings, make_temp_dir, write_atomic
+from .progress import warn
 
+# What a run directory holds: the data files, then the files ``report.render`` adds.
 MANIFEST = "manifest.json"
 RESULTS = "results.csv"
 FOLDS = "folds.csv"
 ROC = "roc.csv"
 SCORES = "scores.csv"
+ROC_PNG = "roc.png"
+ACCURACY_PNG = "accuracy_vs_resolution.png"
+REPORT_HTML = "report.html"
+REPORT_FILES = (ROC_PNG, ACCURACY_PNG, REPORT_HTML)
+
+# The columns each table must have for a run to be read back, and what their values are. Readers rely on
+# these (the console table, the figures, the report); other columns are kept as they are.
+COLUMNS: dict[str, dict[str, type]] = {
+    RESULTS: {
+        "df": int,
+        "probe_px": str,
+        "interocular_px": float,
+        "accuracy_mean": float,
+        "accuracy_std": float,
+        "accuracy_sem": float,
+        "auc": float,
+        "eer": float,
+        "tar_at_far_0.001": float,
+        "tar_at_far_0.01": float,
+    },
+    FOLDS: {"df": int, "fold": int, "accuracy": float, "threshold": float},
+    ROC: {"df": int, "fpr": float, "tpr": float},
+    SCORES: {"pair": int, "fold": int, "same": int, "image_a": str, "image_b": str, "df": int, "score": float},
+}
+# The columns that identify a row: a second row with the same values is damage (the report pivots on them).
+KEYS = {RESULTS: ("df",), FOLDS: ("df", "fold"), SCORES: ("df", "pair")}
+RUN_FILES = (MANIFEST, *COLUMNS, *REPORT_FILES)
+
+# What readers of a run (the console table, the report) take from its manifest: required keys and their
+# types, nested, and optional keys ("?") that must have their type when present.
+_MANIFEST_SHAPE = {
+    "backbone": str,
+    "protocol": str,
+    "degradation": {"name": str, "mode": str, "description": str},
+    "label?": str,
+    "settings?": dict,
+    "data?": dict,
+    "definitions?": dict,
+}
+_TYPE_NAMES = {str: "text", dict: "an object"}
+
+# Hidden leftovers of lrbench's own writers (write_atomic's temp files, make_temp_dir's folders, locks, swaps).
+_OWN_DEBRIS = re.compile(r"\..+\.(tmp|lock|tmp-\d+-.*|old-\d+)", flags=re.DOTALL)
 
 _THRESHOLD_RULES = {
     "exact": "per fold, the threshold maximising accuracy on the other folds, found exactly from the sorted "
     "scores (midpoint of the best interval; ties go to the highest interval); 'same' if score > threshold",
     "grid": "the seed project's rule: thresholds -1…1 in 10001 steps, chosen on the other folds, ties go to "
-    "the largest; 'same' if score > threshold",
+    "the largest; 'same' if score > threshold; for cosine scores only (refused for other scores)",
 }
 _FUSIONS = {
     "concat": "features of the face and of its mirror image concatenated (as the seed)",
@@ -89,57 +138,266 @@ class RunData:
         return cls(manifest, pd.DataFrame(rows), pd.DataFrame(fold_rows), pd.DataFrame(roc_rows), score_table)
 
 
-def write_run(run: RunData, out: Path, overwrite: bool = False, render=None) -> Path:
-    """Write the run directory into a temporary sibling, then rename it into place.
+def write_run(run: RunData, out: Path, overwrite: bool = False, render: Callable | None = None) -> Path:
+    """Write the run directory into a temporary sibling, then swap it into place.
 
-    ``render(run, folder)`` adds figures and the report before the rename, so a reader never sees a
-    half-written run.
+    ``render(run, folder)`` adds figures and the report before the swap, so a reader never sees a
+    half-written run. The caller holds the output's lock (``claim_run_dir``), so nobody else touches ``out``
+    meanwhile. The swap, and why it leaves nothing behind:
+
+    1. the new run is complete in ``.NAME.tmp-PID-…``;
+    2. an existing run is renamed to ``.NAME.old-PID``;
+    3. the temporary folder is renamed to ``NAME``;
+    4. the old run is removed.
+
+    A process killed in (1) or (4) leaves debris beside a valid ``NAME``; one killed between (2) and (3)
+    leaves no ``NAME`` but the previous run, whole, in ``.NAME.old-PID``. The next ``write_run`` or
+    ``claim_run_dir`` for ``NAME`` first repairs both (``recover_run_dir``): the previous run is put back,
+    as the swap never finished, and the debris of dead processes is removed.
     """
     out = Path(out)
-    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
-        raise UsageError(f"--out {out}: already exists; choose another folder or pass --overwrite")
+    recover_run_dir(out)
+    check_run_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    tmp = make_temp_dir(out.parent, out.name)
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
     try:
-        _write_json(tmp / MANIFEST, run.manifest)
-        run.results.to_csv(tmp / RESULTS, index=False)
-        run.folds.to_csv(tmp / FOLDS, index=False)
-        run.roc.to_csv(tmp / ROC, index=False)
-        run.scores.to_csv(tmp / SCORES, index=False, float_format="%.8g")
+        write_atomic(tmp / MANIFEST, json.dumps(run.manifest, indent=2, default=_json_default) + "\n")
+        for name, table in ((RESULTS, run.results), (FOLDS, run.folds), (ROC, run.roc)):
+            write_atomic(tmp / name, table.to_csv(index=False))
+        write_atomic(tmp / SCORES, run.scores.to_csv(index=False, float_format="%.8g"))
         run.path = out
         if render is not None:
             render(run, tmp)
         if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.replace(old, out)
         raise
+    _remove(old)
     return out
 
 
+@contextlib.contextmanager
+def claim_run_dir(out: Path, overwrite: bool = False, command: str = "") -> Iterator[None]:
+    """Everything that can refuse ``--out``, checked before the evaluation starts; the output's lock is held
+    (a second process writing the same run directory is refused) until the run is in place."""
+    out = Path(out)
+    check_writable(out, "--out")
+    with OutputLock(out, "--out", command=command):
+        recover_run_dir(out)
+        check_run_target(out, overwrite)
+        yield
+
+
+def recover_run_dir(out: Path) -> None:
+    """Repair what a killed ``write_run`` left beside ``out`` (see there): put the previous run back if the
+    swap stopped half-way, and remove temporary folders and replaced runs of processes that are gone."""
+    out = Path(out)
+    old_runs = dead_siblings(out, "old")
+    if not out.exists():
+        complete = [old for old in old_runs if run_dir_problem(old) is None]
+        complete.sort(key=lambda old: old.stat().st_mtime, reverse=True)
+        if complete:
+            os.replace(complete[0], out)
+            old_runs.remove(complete[0])
+            warn(f"{out}: restored the previous run from {complete[0].name}, left by a replacement that was killed")
+    for entry in dead_siblings(out, "tmp") + old_runs:
+        _remove(entry)
+
+
+def _remove(folder: Path) -> None:
+    """Remove a replaced run; one that cannot be removed is named, never silently left behind."""
+    if not folder.exists():
+        return
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        warn(f"{folder}: cannot remove this replaced lrbench run ({exc.strerror}); delete it by hand")
+
+
+def check_run_target(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that is not new, not empty and not (with ``--overwrite``) an lrbench run directory.
+
+    ``--overwrite`` deletes the folder it replaces, so it only replaces what lrbench wrote: a folder whose
+    manifest.json is an lrbench run manifest and which holds nothing but the files of a run directory.
+    """
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UsageError(
+            f"--out {out}: is {'a link' if out.is_symlink() else 'a file'}, not a run directory; choose another folder"
+        )
+    if not out.exists() or not any(out.iterdir()):
+        return
+    problem = run_dir_problem(out)
+    if problem is not None:
+        raise UsageError(
+            f"--out {out}: already exists and is not an lrbench run directory ({problem}), so lrbench will not "
+            "replace it; choose another folder"
+        )
+    if not overwrite:
+        raise UsageError(f"--out {out}: already exists; choose another folder or pass --overwrite")
+
+
+def run_dir_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete run directory that lrbench may replace, or None if it is one."""
+    if not (path / MANIFEST).is_file():
+        return f"no {MANIFEST}; it holds {_some(sorted(path.iterdir()))}"
+    try:
+        read_manifest(path)
+    except DataError:
+        return f"its {MANIFEST} is not an lrbench run manifest"
+    missing = [name for name in COLUMNS if not (path / name).is_file()]
+    if missing:
+        return f"no {', '.join(missing)}"
+    foreign = [entry for entry in sorted(path.iterdir()) if not _is_own_file(entry, RUN_FILES)]
+    if foreign:
+        return f"it holds {_some(foreign)}, which lrbench did not write"
+    return None
+
+
+def check_report_folder(target: Path) -> None:
+    """Refuse an overlay's ``--out`` that would overwrite a run's own report or mix into someone's folder.
+
+    Accepted: a new or empty folder, or one holding only report files and run directories (an earlier
+    overlay, or a demo's folder with its runs).
+    """
+    target = Path(target)
+    if not target.is_dir():
+        return
+    if (target / MANIFEST).exists():
+        raise UsageError(
+            f"--out {target}: is a run directory, and its {REPORT_HTML} is that run's own report; "
+            f"choose another folder (`lrbench report {target}` alone re-renders it)"
+        )
+    foreign = [
+        entry
+        for entry in sorted(target.iterdir())
+        if not _is_own_file(entry, REPORT_FILES) and not (entry.is_dir() and run_dir_problem(entry) is None)
+    ]
+    if foreign:
+        raise UsageError(
+            f"--out {target}: holds {_some(foreign)}, which lrbench did not write; "
+            "choose a new or empty folder for the report"
+        )
+
+
+def _is_own_file(entry: Path, names: tuple[str, ...]) -> bool:
+    return (entry.name in names and entry.is_file() and not entry.is_symlink()) or bool(
+        _OWN_DEBRIS.fullmatch(entry.name)
+    )
+
+
+def _some(entries: list[Path], shown: int = 5) -> str:
+    names = [entry.name + ("/" if entry.is_dir() else "") for entry in entries[:shown]]
+    more = f" and {len(entries) - shown} more" if len(entries) > shown else ""
+    return ", ".join(names) + more
+
+
 def load_run(path: Path) -> RunData:
-    """Read a run directory back; a folder that is not one gets an error naming the missing file."""
+    """Read a run directory back, checked: any damage is one DataError naming the file (and line)."""
     path = Path(path)
     if not path.is_dir():
         raise UsageError(f"{path}: not a run directory")
-    for name in (MANIFEST, RESULTS, FOLDS, ROC, SCORES):
-        if not (path / name).is_file():
-            raise DataError(f"{path}: not a complete run directory (no {name})")
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-        tables = [pd.read_csv(path / name) for name in (RESULTS, FOLDS, ROC, SCORES)]
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read run directory: {exc}") from exc
+    manifest = read_manifest(path)
+    tables = [read_table(path / name) for name in COLUMNS]
     return RunData(manifest, *tables, path=path)
 
 
-def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+def read_manifest(run_dir: Path) -> dict:
+    """A run directory's manifest, checked for what readers of a run rely on."""
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{path}: missing; {run_dir} is not an lrbench run directory")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+    problems = _shape_problems(manifest, _MANIFEST_SHAPE)
+    if problems:
+        raise DataError(f"{path}: not an lrbench run manifest ({'; '.join(problems)})")
+    return manifest
+
+
+def _shape_problems(value, shape: dict, prefix: str = "") -> list[str]:
+    """What in ``value`` (parsed JSON) does not match ``shape``, in words: "'protocol' is missing", ..."""
+    if not isinstance(value, dict):
+        return [f"{prefix.rstrip('.')!r} is not an object" if prefix else "not a JSON object"]
+    problems = []
+    for key, kind in shape.items():
+        name = key.rstrip("?")
+        if name not in value:
+            problems += [] if key.endswith("?") else [f"{prefix + name!r} is missing"]
+        elif isinstance(kind, dict):
+            problems += _shape_problems(value[name], kind, f"{prefix}{name}.")
+        elif not isinstance(value[name], kind):
+            problems.append(f"{prefix + name!r} is not {_TYPE_NAMES[kind]}")
+    return problems
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """One CSV table of a run directory, with the columns ``COLUMNS`` requires for it, typed and checked."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in reader if row]  # blank lines skipped, as pandas does
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+    if not rows:
+        raise DataError(f"{path}: empty file")
+    header, body = rows[0][1], rows[1:]
+    missing = [column for column in COLUMNS[path.name] if column not in header]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))} (its header: {','.join(header)})")
+    twice = sorted({column for column in header if header.count(column) > 1})
+    if twice:
+        raise DataError(f"{path}: column {', '.join(map(repr, twice))} more than once in the header")
+    if not body:
+        raise DataError(f"{path}: no rows below the header")
+    for number, row in body:
+        if len(row) != len(header):
+            raise DataError(f"{path}:{number}: {len(row)} fields, but the header has {len(header)}")
+    table = pd.DataFrame([row for _, row in body], columns=header)
+    lines = [number for number, _ in body]
+    for column in header:
+        kind = COLUMNS[path.name].get(column)
+        table[column] = _typed(path, lines, table[column], kind) if kind else _numeric_if_possible(table[column])
+    key = list(KEYS.get(path.name, ()))
+    repeated = np.flatnonzero(table.duplicated(key).to_numpy()) if key else []
+    if len(repeated):
+        which = ", ".join(f"{column} {table[column].iloc[repeated[0]]}" for column in key)
+        raise DataError(f"{path}:{lines[repeated[0]]}: a second row for {which}")
+    return table
+
+
+def _typed(path: Path, lines: list[int], values: pd.Series, kind: type) -> pd.Series:
+    """A required column converted to ``kind``; the first bad value is an error with its file and line."""
+    if kind is str:
+        converted, bad = values, (values == "").to_numpy()
+    else:
+        converted = pd.to_numeric(values, errors="coerce")
+        numbers = converted.to_numpy(dtype=float)
+        bad = np.isnan(numbers) | ((~np.isfinite(numbers) | (numbers != np.round(numbers))) if kind is int else False)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = values.iloc[row]
+        what = "is empty" if value == "" else f"is not {'an integer' if kind is int else 'a number'}: {value!r}"
+        raise DataError(f"{path}:{lines[row]}: column {values.name!r} {what}")
+    return converted.astype("int64") if kind is int else converted
+
+
+def _numeric_if_possible(values: pd.Series) -> pd.Series:
+    try:
+        return pd.to_numeric(values)
+    except ValueError:
+        return values
 
 
 def _json_default(value):
@@ -150,12 +408,3 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def write_text_atomic(path: Path, text: str | bytes) -> None:
-    """Replace a single file atomically (used when re-rendering an existing run)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(text.encode() if isinstance(text, str) else text)
-    os.replace(tmp, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,20 +74,65 @@ class InputSpec:
         }
 
 
+class _Options:
+    """Keyword options declared with their defaults: the one source of what a run passes to the function.
+
+    lrbench always calls the function with every declared option (defaults filled in), so the manifest
+    records exactly what ran; where the function has a default of its own it must equal the declared one,
+    so calling the function directly gives the same thing. A disagreement is refused when the spec is made,
+    which inside a ``register_*`` hook is an error naming the plugin.
+    """
+
+    def effective_options(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The declared defaults overridden by ``given`` (parsed ``--option`` values)."""
+        return {**self.options, **(given or {})}
+
+    def _check_options(self, kind: str, role: str, function: Callable) -> None:
+        try:
+            parameters = inspect.signature(function).parameters
+        except (TypeError, ValueError):  # a callable without a signature (a C function): nothing to compare
+            return
+        keywords = {p.name: p for p in parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        for name, declared in self.options.items():
+            parameter = keywords.get(name)
+            if parameter is None:
+                if takes_any:
+                    continue
+                raise ValueError(f"{kind} {self.name!r}: option {name!r} is not a keyword argument of {role}()")
+            if parameter.default is not parameter.empty and not _same(parameter.default, declared):
+                raise ValueError(
+                    f"{kind} {self.name!r}: option {name!r} is declared with default {declared!r} but {role}() "
+                    f"defaults it to {parameter.default!r}; make them equal"
+                )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal value and type (20 and 20.0 parse and behave differently)."""
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # values whose == is not a truth value (arrays)
+        return a is b
+
+
 @dataclass(frozen=True)
-class BackboneSpec:
+class BackboneSpec(_Options):
     """A face network: ``build(weights, **options)`` returns an ``nn.Module`` mapping a batch to embeddings.
 
     ``weights`` is None (no weights given), ``"random"`` (an untrained network, if the backbone allows it)
     or what the user passed to ``--weights``. ``options`` lists the keyword options ``build`` accepts
-    (``--option name=value``) with their defaults; ``checkpoint_layouts`` names the foreign checkpoint
-    layouts it can load, for listings; ``seed_input`` is the input the seed project used, if it differs.
+    (``--option name=value``) with their defaults; lrbench passes all of them. ``embedding_dim`` is the
+    embedding's length, or a function of the options (called with all of them as keywords) when it depends
+    on them; lrbench checks it against the built network's output. ``checkpoint_layouts`` names the foreign
+    checkpoint layouts it can load, for listings; ``seed_input`` is the input the seed project used, if it
+    differs. A network whose weights come from a file that ``--weights`` does not name (a packaged or cached
+    default) records that file as its ``weights_file`` attribute, for the manifest.
     """
 
     name: str
     build: Callable[..., torch.nn.Module]
     input: InputSpec
-    embedding_dim: int
+    embedding_dim: int | Callable[..., int]
     metric: str = "cosine"
     flip_fusion: str = "concat"
     needs_weights: bool = False
@@ -100,14 +146,22 @@ class BackboneSpec:
             raise ValueError(f"backbone {self.name!r}: metric must be one of {METRICS}")
         if self.flip_fusion not in FLIP_FUSIONS:
             raise ValueError(f"backbone {self.name!r}: flip_fusion must be one of {FLIP_FUSIONS}")
+        self._check_options("backbone", "build", self.build)
+
+    def embedding_size(self, options: dict[str, Any] | None = None) -> int:
+        """The declared embedding length for these options (the defaults when None)."""
+        if callable(self.embedding_dim):
+            return self.embedding_dim(**self.effective_options(options))
+        return self.embedding_dim
 
 
 @dataclass(frozen=True)
-class DegradationSpec:
+class DegradationSpec(_Options):
     """``apply(batch, df, **options)``: float NCHW batch in 0…255 → degraded batch of the same shape and range.
 
-    ``options`` declares the keyword options (``--degradation-option name=value``) with their defaults;
-    ``settings`` records fixed choices (interpolation, antialiasing) for the manifest.
+    ``options`` declares the keyword options (``--degradation-option name=value``) with their defaults
+    (lrbench passes all of them); ``settings`` records fixed choices (interpolation, antialiasing) for the
+    manifest.
     """
 
     name: str
@@ -115,6 +169,9 @@ class DegradationSpec:
     description: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._check_options("degradation", "apply", self.apply)
 
 
 @dataclass

@@ -41,16 +41,22 @@ class AlexNetEmbedding(nn.Module):
         return self.classifier[4](self.classifier[2](x))
 
 
+IMAGENET = torchvision.models.AlexNet_Weights.IMAGENET1K_V1
+
+
+def imagenet_file() -> Path:
+    """Where torchvision's weights API keeps the ImageNet weights (its cache, under TORCH_HOME)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET.url).name
+
+
 def imagenet_state_dict() -> dict:
     """ImageNet weights through torchvision's weights API (its cache first); offline, say where the file goes."""
-    weights = torchvision.models.AlexNet_Weights.IMAGENET1K_V1
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
-        return weights.get_state_dict(progress=False)
+        return IMAGENET.get_state_dict(progress=False)
     except OSError as exc:  # URLError and socket errors: no file in the cache and no way to fetch it
         raise ValueError(
             f"ImageNet AlexNet weights are not in torchvision's cache and cannot be downloaded ({exc}); "
-            f"put {weights.url} at {cached}"
+            f"put {IMAGENET.url} at {imagenet_file()}"
         ) from None
 
 
@@ -59,6 +65,7 @@ def build(weights, layer: str = "fc7"):
     if weights == "imagenet":
         state = imagenet_state_dict()
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith("classifier.6.")})
+        model.weights_file = imagenet_file()  # the cached download, for the manifest
     elif weights != "random":
         load_weights(model, weights, ignore=("classifier.6.",))
     return model
@@ -71,7 +78,7 @@ def register_backbones(register):
             name="alexnet",
             build=build,
             input=InputSpec(SPHEREFACE_96x112, "RGB", mean=IMAGENET_MEAN, std=IMAGENET_STD),
-            embedding_dim=LAYERS["fc7"],
+            embedding_dim=lambda layer: LAYERS[layer],
             needs_weights=True,
             options={"layer": "fc7"},
             description="torchvision AlexNet on the 96×112 crop resized to 224×224; --weights imagenet, a face "

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrbench import BackboneSpec, CropTemplate, InputSpec, hookimpl, load_weights
+from lrbench import BackboneSpec, CropTemplate, InputSpec, check_weights_file, hookimpl, load_weights
 
 DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP_SIZE = 150
@@ -351,7 +351,11 @@ def packaged_weights() -> Path | None:
 
 
 def build(weights: str | None) -> nn.Module:
-    """dlib's own .dat file, or a PyTorch checkpoint of this network (e.g. a distilled student's model.pt)."""
+    """dlib's own .dat file, or a PyTorch checkpoint of this network (e.g. a distilled student's model.pt).
+
+    The network records the file it was read from as ``weights_file`` (also the packaged default), for the
+    run manifest.
+    """
     if weights == "random":
         return untrained_network()
     if weights:
@@ -362,11 +366,14 @@ def build(weights: str | None) -> nn.Module:
         path = packaged_weights()
         if path is None:
             raise ValueError(f"needs {DAT_NAME}: pip install face-recognition-models, or pass --weights FILE.dat")
+    check_weights_file(path, f"dlib's {DAT_NAME} or a PyTorch checkpoint")
     if zipfile.is_zipfile(path):  # what torch.save writes; dlib's serialisation is not a zip archive
         network = untrained_network()
         load_weights(network, path)
         return network
-    return build_network(read_network(path.read_bytes(), str(path)), str(path))
+    network = build_network(read_network(path.read_bytes(), str(path)), str(path))
+    network.weights_file = path.resolve()
+    return network
 
 
 @hookimpl

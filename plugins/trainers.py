@@ -20,6 +20,7 @@ from lrbench.training import (
     Ranks,
     data_options,
     degradation,
+    degradation_options,
     dfs_option,
     embedding_size,
     features_of_all,
@@ -135,8 +136,13 @@ class DistillTask:
         name = config["student"] or config["teacher"]
         same = name == config["teacher"] and not config["student_option"]
         options = config["teacher_option"] if same else config["student_option"]
-        weights = config["student_weights"] or (config["teacher_weights"] if same else None)
-        self.spec, student = trainable_network(name, weights, options, "--student-option")
+        if same and not config["student_weights"]:
+            # The teacher's weights as they were loaded, whatever their source (a file, or the backbone's
+            # default such as weights shipped with a package), not a second reading of --teacher-weights.
+            self.spec, student = trainable_network(name, "random", options, "--student-option")
+            student.load_state_dict(self.teacher.state_dict())
+        else:
+            self.spec, student = trainable_network(name, config["student_weights"], options, "--student-option")
         self.dfs = dfs_option(config["df"], self.spec.input.template, "--df")
         self.degrade = degradation(config["degradation"], config["degradation_option"])
         dims = embedding_size(self.teacher, self.teacher_spec.input), embedding_size(student, self.spec.input)
@@ -206,15 +212,6 @@ def _train(ctx: click.Context, trainer: str, params: dict, task) -> None:
         )
 
 
-def _degradation_options(function):
-    function = click.option("--degradation-option", multiple=True, metavar="NAME=VALUE", help="A degradation option.")(
-        function
-    )
-    return click.option(
-        "--degradation", "-d", default="bicubic", show_default=True, help="Registered degradation making the LR copies."
-    )(function)
-
-
 def _head_options(function):
     function = click.option(
         "--margin", type=float, help="Margin: CosFace m (0.35), ArcFace m (0.5 rad), A-Softmax m (4)."
@@ -243,7 +240,7 @@ def _head_options(function):
     metavar="DFS",
     help="Train each sample at a random DF from these, e.g. 1-8 (1: high resolution only).",
 )
-@_degradation_options
+@degradation_options
 @click.pass_context
 def classify(ctx, **params):
     """Train a backbone with a margin head on identity folders (CASIA-WebFace layout)."""
@@ -254,10 +251,17 @@ def classify(ctx, **params):
 @loop_options(lr=3e-4)
 @data_options
 @click.option("--teacher", required=True, help="Registered backbone of the frozen high-resolution teacher.")
-@click.option("--teacher-weights", help="Its checkpoint (e.g. a classify run's model.pt).")
+@click.option(
+    "--teacher-weights",
+    help="Its checkpoint (e.g. a classify run's model.pt; default: the backbone's default weights, if it has any).",
+)
 @click.option("--teacher-option", multiple=True, metavar="NAME=VALUE", help="A teacher backbone option.")
 @click.option("--student", help="The student's backbone (default: the teacher's, initialised from its weights).")
-@click.option("--student-weights", help="The student's initial weights ('random': fresh).")
+@click.option(
+    "--student-weights",
+    help="The student's initial weights ('random': fresh; default: the teacher's for the teacher's backbone "
+    "and options, else fresh).",
+)
 @click.option("--student-option", multiple=True, metavar="NAME=VALUE", help="A student backbone option.")
 @click.option(
     "--df",
@@ -266,7 +270,7 @@ def classify(ctx, **params):
     metavar="DFS",
     help="The student's degradation factor, or a range (e.g. 4-10: a random DF per sample).",
 )
-@_degradation_options
+@degradation_options
 @click.option(
     "--loss",
     type=click.Choice(FEATURE_LOSSES),

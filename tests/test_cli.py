@@ -67,8 +67,10 @@ def test_reported_accuracy_equals_the_seed_rule_on_the_written_scores(data, tmp_
 
 
 def test_probe_mode_and_second_run_uses_the_crop_cache(data, tmp_path):
-    first = invoke(*run_args(data, tmp_path / "a", "--df", "1,6", "--mode", "probe"))
-    second = invoke(*run_args(data, tmp_path / "b", "--df", "1,6", "--mode", "probe"))
+    # a cache of its own: the session's shared one may hold these crops already (it is keyed on content)
+    cache = ["--cache-dir", tmp_path / "cache"]
+    first = invoke(*run_args(data, tmp_path / "a", "--df", "1,6", "--mode", "probe", *cache))
+    second = invoke(*run_args(data, tmp_path / "b", "--df", "1,6", "--mode", "probe", *cache))
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     manifests = [json.loads((tmp_path / name / "manifest.json").read_text()) for name in "ab"]
     assert [m["data"]["crop_cache"]["hit"] for m in manifests] == [False, True]
@@ -180,20 +182,60 @@ def test_embed_writes_features_per_df(data, tmp_path):
     assert json.loads(str(arrays["manifest"]))["backbone"] == "lbp"
 
 
-def test_seed_preset_sets_the_seed_choices_unless_given(data, tmp_path):
-    assert invoke(*run_args(data, tmp_path / "a", "--preset", "seed")).exit_code == 0
-    assert invoke(*run_args(data, tmp_path / "b", "--preset", "seed", "--degradation", "bicubic")).exit_code == 0
-    seed, explicit = (json.loads((tmp_path / n / "manifest.json").read_text()) for n in "ab")
-    assert seed["degradation"]["name"] == "seed" and seed["settings"]["threshold_rule"] == "grid"
-    assert seed["settings"]["fusion"] == "concat" and seed["degradation"]["mode"] == "both"
-    assert explicit["degradation"]["name"] == "bicubic" and explicit["settings"]["threshold_rule"] == "grid"
+def sphereface_args(root, out, *extra):
+    """An untrained SphereFace-4 at a quarter width: a real convolutional network that runs in seconds."""
+    network = ["-b", "sphereface", "--weights", "random", "--option", "depth=4", "--option", "width=0.25"]
+    return ["run", *network, "--data", root, "--out", out, "--workers", 1, *extra]
 
 
-def test_bf16_gives_nearly_the_fp32_accuracy(data, tmp_path):
-    assert invoke(*run_args(data, tmp_path / "a", "--df", "2")).exit_code == 0
-    assert invoke(*run_args(data, tmp_path / "b", "--df", "2", "--precision", "bf16")).exit_code == 0
-    a, b = (pd.read_csv(tmp_path / n / "scores.csv")["score"] for n in "ab")
-    assert np.corrcoef(a, b)[0, 1] > 0.99
+def test_seed_preset_evaluates_as_the_seed_did_unless_options_are_given(data, tmp_path):
+    assert invoke(*sphereface_args(data, tmp_path / "seed", "--preset", "seed")).exit_code == 0
+    same_choices = ["--degradation", "seed", "--fusion", "concat", "--threshold-rule", "grid"]
+    assert invoke(*sphereface_args(data, tmp_path / "plain", *same_choices)).exit_code == 0
+    mixed_args = sphereface_args(data, tmp_path / "mixed", "--preset", "seed", "--degradation", "bicubic")
+    assert invoke(*mixed_args).exit_code == 0
+    seed, plain, mixed = (json.loads((tmp_path / n / "manifest.json").read_text()) for n in ("seed", "plain", "mixed"))
+    assert (seed["degradation"]["name"], seed["degradation"]["mode"]) == ("seed", "both")
+    assert (seed["settings"]["fusion"], seed["settings"]["threshold_rule"]) == ("concat", "grid")
+    # SphereFace's seed input is (x - 127.5) / 127.5 in BGR, as in the seed's code; lrbench's own divides by 128
+    assert [seed["input"][key] for key in ("channel_order", "mean", "std")] == ["BGR", [127.5] * 3, [127.5] * 3]
+    assert plain["input"]["std"] == [128.0] * 3
+    seed_scores, plain_scores = (pd.read_csv(tmp_path / n / "scores.csv")["score"] for n in ("seed", "plain"))
+    assert not np.allclose(seed_scores, plain_scores, rtol=0, atol=1e-6)  # the seed normalisation really ran
+    assert mixed["degradation"]["name"] == "bicubic" and mixed["settings"]["threshold_rule"] == "grid"
+
+
+def test_bf16_gives_nearly_the_fp32_accuracy_from_different_arithmetic(data, tmp_path):
+    assert invoke(*sphereface_args(data, tmp_path / "fp32", "--df", "1,6")).exit_code == 0
+    assert invoke(*sphereface_args(data, tmp_path / "bf16", "--df", "1,6", "--precision", "bf16")).exit_code == 0
+    fp32, bf16 = (pd.read_csv(tmp_path / n / "scores.csv")["score"] for n in ("fp32", "bf16"))
+    assert np.corrcoef(fp32, bf16)[0, 1] > 0.999
+    assert np.abs(fp32 - bf16).max() > 1e-5  # bf16 really ran: fp32 twice gives the same scores to 1e-7
+    accuracy = [pd.read_csv(tmp_path / n / "results.csv")["accuracy_mean"] for n in ("fp32", "bf16")]
+    np.testing.assert_allclose(*accuracy, atol=2 / 80)  # within two of the 80 pairs
+
+
+def test_probe_mode_compares_hr_first_images_with_degraded_second_images(data, tmp_path):
+    embed = ["embed", *sphereface_args(data, tmp_path / "features.npz", "--df", "1,6")[1:]]
+    assert invoke(*embed).exit_code == 0
+    for mode in ("probe", "both"):
+        result = invoke(*sphereface_args(data, tmp_path / mode, "--df", "1,6", "--mode", mode))
+        assert result.exit_code == 0, result.output
+    arrays = np.load(tmp_path / "features.npz")
+    row = {name: index for index, name in enumerate(arrays["images"])}
+
+    def cosine(pairs, first_df, second_df):
+        a = arrays[f"features_df{first_df}"][[row[name] for name in pairs["image_a"]]]
+        b = arrays[f"features_df{second_df}"][[row[name] for name in pairs["image_b"]]]
+        return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+    probe, both = (pd.read_csv(tmp_path / mode / "scores.csv") for mode in ("probe", "both"))
+    for df in (1, 6):
+        at_df = probe[probe["df"] == df]
+        np.testing.assert_allclose(at_df["score"], cosine(at_df, 1, df), atol=1e-5)  # HR gallery, DF probe
+        at_df = both[both["df"] == df]
+        np.testing.assert_allclose(at_df["score"], cosine(at_df, df, df), atol=1e-5)
+    assert np.abs(probe[probe["df"] == 6]["score"].to_numpy() - both[both["df"] == 6]["score"].to_numpy()).max() > 0.01
 
 
 def test_weights_that_give_nan_features_are_one_clear_error(data, tmp_path):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import torch
+from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
+from lrbench import BackboneSpec, InputSpec, SPHEREFACE_96x112, hookimpl
+from lrbench.cli import cli
 from lrbench.metrics import (
     THRESHOLD_RULES,
     best_threshold,
@@ -240,3 +246,53 @@ def test_report_folds_cover_only_those_folds_with_thresholds_from_all_others():
     assert one.auc == pytest.approx(roc_auc_score(same[folds == 0], scores[folds == 0]))
     with pytest.raises(ValueError, match="report folds"):
         evaluate_verification(scores, same, folds, report_folds=[10])
+
+
+# --- threshold rule vs score scale ------------------------------------------------------------------
+
+
+def test_the_seed_grid_cannot_place_a_threshold_among_distance_scores():
+    """Why the grid is refused for Euclidean backbones: negated distances below -1 all fall under every grid
+    threshold, so the grid predicts 'same' for every pair while the exact rule separates them perfectly."""
+    same = np.tile([True, False], 50)
+    scores = np.where(same, -3.0, -7.0) + np.linspace(0, 0.5, 100)  # negated distances of unnormalised features
+    folds = np.repeat(np.arange(10), 10)
+    assert evaluate_verification(scores, same, folds, rule="exact").accuracy_mean == 1.0
+    assert evaluate_verification(scores, same, folds, rule="grid").accuracy_mean == 0.5
+
+
+def run_args(synth_data, tmp_path, *extra):
+    return ["run", "--data", str(synth_data.lfw_root), "--out", str(tmp_path / "run"), "--workers", "1", *extra]
+
+
+def test_grid_rule_is_refused_for_dlib_resnets_euclidean_scores(synth_data, tmp_path):
+    result = CliRunner().invoke(cli, run_args(synth_data, tmp_path, "-b", "dlib-resnet", "--weights", "random",
+                                              "--threshold-rule", "grid"))
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        "Error: --threshold-rule grid: the seed's thresholds -1…1 suit cosine scores only, and backbone "
+        "'dlib-resnet' (plugin 'lrbench_plugins.dlib_resnet') has euclidean scores; use --threshold-rule exact"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_seed_preset_names_itself_when_its_grid_is_refused(synth_data, tmp_path):
+    result = CliRunner().invoke(cli, run_args(synth_data, tmp_path, "-b", "dlib-resnet", "--weights", "random",
+                                              "--preset", "seed"))
+    assert result.exit_code == 2
+    assert "--threshold-rule grid (--preset seed picks it unless you give --threshold-rule)" in result.stderr
+
+
+class EuclideanCells:
+    @hookimpl
+    def register_backbones(self, register):
+        net = lambda weights: torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten())  # noqa: E731
+        register(BackboneSpec("cells-l2", net, InputSpec(SPHEREFACE_96x112), 48, metric="euclidean"))
+
+
+def test_seed_preset_with_the_exact_rule_runs_a_euclidean_backbone(plugin_manager, synth_data, tmp_path):
+    plugin_manager.register_for_test(EuclideanCells(), name="euclidean-cells")
+    result = CliRunner().invoke(cli, run_args(synth_data, tmp_path, "-b", "cells-l2", "--preset", "seed",
+                                              "--threshold-rule", "exact"))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["settings"]["threshold_rule"] == "exact" and manifest["degradation"]["name"] == "seed"

@@ -91,6 +91,8 @@ def test_hook_register_backbones(tmp_path, synth_data):
     assert "lrbench trace: register_backbones" in run.stderr and "-> tiny" in run.stderr
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["input"]["template"] == "tiny-64" and manifest["input"]["std"] == [64.0, 64.0, 64.0]
+    assert manifest["components"]["backbone"] == {"name": "tiny", "plugin": "tiny", "distribution": "lrbench-tiny",
+                                                  "version": "0.1.0", "options": {"width": 8}}
     removed = lrbench("run", "--backbone", "tiny", "--data", synth_data.lfw_root, "--out", tmp_path / "gone",
                       pythonpath=[site], LRBENCH_LOAD_PLUGINS="")
     assert removed.returncode == 2 and "unknown backbone 'tiny'" in removed.stderr

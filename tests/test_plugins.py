@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -79,9 +80,90 @@ def test_duplicate_names_are_refused(plugin_manager):
     try:
         registry.collect("backbone")
     except LrbenchError as exc:
-        assert "'lbp' is registered by both" in str(exc)
+        assert str(exc) == "backbone 'lbp' is registered by both 'duplicate-plugin' and 'lrbench_plugins.lbp'"
     else:
         raise AssertionError("expected a duplicate-name error")
+
+
+def tiny(name: str) -> BackboneSpec:
+    return BackboneSpec(name, lambda weights: MeanColourNet(), InputSpec(SPHEREFACE_96x112), 48)
+
+
+def test_registration_is_a_pluggy_hook_call_that_monitors_see(plugin_manager):
+    calls = []
+    undo = plugin_manager.add_hookcall_monitoring(lambda name, impls, kwargs: calls.append(name), lambda *a: None)
+    try:
+        registry.collect("degradation")
+    finally:
+        undo()
+    assert calls == ["register_degradations"]
+
+
+class Wrapper:
+    @hookimpl(wrapper=True)
+    def register_backbones(self, register):
+        result = yield  # every other plugin registers here
+        register(tiny("wrapped"))
+        return result
+
+
+def test_a_hook_wrapper_wraps_the_whole_registration(plugin_manager):
+    plugin_manager.register_for_test(Wrapper(), name="wrapper-plugin")
+    found = registry.collect("backbone")
+    assert list(found)[-1] == "wrapped" and found["wrapped"].plugin == "wrapper-plugin"
+
+
+class Registers:
+    """One class, several plugin objects: each registers its own backbone through a helper method."""
+
+    def __init__(self, backbone: str):
+        self.backbone = backbone
+
+    @hookimpl
+    def register_backbones(self, register):
+        self._register_all(register)
+
+    def _register_all(self, register):
+        register(tiny(self.backbone))
+
+
+class RegistersFirst(Registers):
+    @hookimpl(tryfirst=True)
+    def register_backbones(self, register):
+        self._register_all(register)
+
+
+class RegistersLast(Registers):
+    @hookimpl(trylast=True)
+    def register_backbones(self, register):
+        self._register_all(register)
+
+
+def test_tryfirst_and_trylast_decide_the_order(plugin_manager):
+    plugin_manager.register_for_test(RegistersFirst("first"), name="first-plugin")
+    plugin_manager.register_for_test(RegistersLast("last"), name="last-plugin")
+    plugin_manager.register_for_test(Registers("newest"), name="newest-plugin")
+    names = list(registry.collect("backbone"))
+    assert names[:2] == ["first", "newest"] and names[-1] == "last"
+
+
+def test_each_spec_is_attributed_to_the_plugin_object_that_registered_it(plugin_manager):
+    plugin_manager.register_for_test(Registers("a"), name="plugin-a")
+    plugin_manager.register_for_test(Registers("b"), name="plugin-b")
+    found = registry.collect("backbone")
+    assert [found[name].plugin for name in ("a", "b", "lbp")] == ["plugin-a", "plugin-b", "lrbench_plugins.lbp"]
+
+
+class FailsInAHelper(Registers):
+    def _register_all(self, register):
+        raise KeyError("no such model")
+
+
+def test_a_plugin_failing_inside_a_helper_is_named(plugin_manager):
+    plugin_manager.register_for_test(Registers("fine"), name="fine-plugin")
+    plugin_manager.register_for_test(FailsInAHelper("x"), name="failing-plugin")
+    with pytest.raises(LrbenchError, match=r"^plugin 'failing-plugin' failed in register_backbones: 'no such model'$"):
+        registry.collect("backbone")
 
 
 def test_python_dash_m_and_empty_plugin_list():

@@ -23,7 +23,7 @@ def test_backbone_forward_matches_its_spec(name):
     crops = torch.randint(0, 256, (2, 3, height, width)).float()
     with torch.inference_mode():
         out = model(spec.input.normalise(crops))
-    assert out.shape == (2, spec.embedding_dim)
+    assert out.shape == (2, spec.embedding_size())
     assert torch.isfinite(out).all()
 
 

@@ -12,8 +12,8 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from lrbench.align import align_face, similarity_transform
-from lrbench.crops import read_landmarks
 from lrbench.errors import UsageError
+from lrbench.landmarks import read_landmarks
 from lrbench.pairs import parse_lfw_pairs
 from lrbench.specs import SPHEREFACE_96x112
 from lrbench.synth import SynthPaths, synthesize

@@ -1,13 +1,20 @@
 """Training: margin heads, a data order that resumes exactly, classification and distillation end to end,
 checkpoints that `lrbench run` evaluates and that resume to the same weights, and errors before training."""
 
+import ast
 import json
 import math
+import os
+import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+import types
+import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +22,12 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from lrbench_plugins.trainers import DistillTask, distill
 
-from lrbench import registry
+import lrbench
+import lrbench.training
+from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights, registry
 from lrbench.cli import cli
-from lrbench.training import LAST, Ranks, resolve_config, scan_folder
+from lrbench.fileio import FILE_MODE, OutputLock
+from lrbench.training import LAST, MODEL, Ranks, network_input, resolve_config, scan_folder
 from lrbench.training.data import EpochBatches, degrade_each, read_people
 from lrbench.training.heads import ArcFace, ASoftmax, CosFace
 from lrbench.training.loop import schedule_factor
@@ -229,6 +239,36 @@ def test_validating_leaves_the_training_untouched(data, tmp_path):
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])  # validation draws no random numbers
 
 
+class RecordingDegradation:
+    """A degradation that records each DF and option it is applied with, and leaves the images as they are."""
+
+    def __init__(self):
+        self.calls = []
+
+    def apply(self, batch, df, strength=1.0):
+        self.calls.append((df, strength))
+        return batch
+
+    @hookimpl
+    def register_degradations(self, register):
+        register(DegradationSpec("recording", self.apply, options={"strength": 1.0}))
+
+
+def test_validation_uses_the_trainers_degradation_its_options_and_crop_cache(
+    data, tmp_path, plugin_manager, monkeypatch
+):
+    recorder = RecordingDegradation()
+    plugin_manager.register_for_test(recorder, name="recording-degradation")
+    monkeypatch.setenv("LRBENCH_CACHE_DIR", str(tmp_path / "default-cache"))
+    degradation = ["--degradation", "recording", "--degradation-option", "strength=3"]
+    validation = ["--val", "lfw-view2", "--val-data", data.lfw_root, "--val-df", "1,4"]
+    cache = ["--cache-dir", tmp_path / "cache"]
+    result = invoke(*classify_args(data, tmp_path / "hr", "--steps", 2, *degradation, *validation, *cache))
+    assert result.exit_code == 0, result.output
+    assert (4, 3.0) in recorder.calls and {strength for _, strength in recorder.calls} == {3.0}
+    assert any((tmp_path / "cache").iterdir()) and not (tmp_path / "default-cache").exists()
+
+
 def test_cosine_schedule_decays_to_zero_after_warm_up():
     factor = schedule_factor("cosine", 100, 10, ())
     assert factor(0) == pytest.approx(0.1) and factor(10) == pytest.approx(1.0)
@@ -260,6 +300,47 @@ def test_the_student_starts_as_the_teacher(data, teacher, tmp_path):
     task = _distill_task(data, teacher, tmp_path)
     student, expected = task.module.backbone.state_dict(), torch.load(teacher, weights_only=True)
     assert all(torch.equal(student[k], expected[k]) for k in expected)
+
+
+class GridColourNet(torch.nn.Module):
+    """A tiny backbone: the mean colours of a 4×4 grid through a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(48, 48)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(x, 4).flatten(1))
+
+
+def _grid_colour_net(weights):
+    """No --weights: fixed weights from the backbone's default source, as a package's shipped weights."""
+    net = GridColourNet()
+    if weights is None:
+        with torch.no_grad():
+            net.fc.weight.copy_(torch.linspace(-1, 1, 48 * 48).reshape(48, 48))
+            net.fc.bias.fill_(0.5)
+    elif weights != "random":
+        load_weights(net, weights)
+    return net
+
+
+class DefaultWeightsPlugin:
+    @hookimpl
+    def register_backbones(self, register):
+        register(BackboneSpec("default-weights", _grid_colour_net, InputSpec(SPHEREFACE_96x112), 48))
+
+
+def test_the_student_starts_as_a_teacher_whose_weights_come_from_its_default_source(data, tmp_path, plugin_manager):
+    plugin_manager.register_for_test(DefaultWeightsPlugin(), name="default-weights-plugin")
+    args = ["--teacher", "default-weights", "--data", data.train_images, "--out", tmp_path / "lr", *QUICK]
+    ctx = distill.make_context("distill", [str(a) for a in args])
+    task = DistillTask(resolve_config(ctx, "distill", ctx.params)[0], Ranks(0, 1, torch.device("cpu")))
+    expected = _grid_colour_net(None).state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in task.module.backbone.state_dict().items())
+    batch = task.dataset.__getitems__([(0, False, 1), (7, True, 1)])
+    images = network_input(batch["student"], task.spec.input, torch.device("cpu"))
+    assert torch.equal(task.module.backbone.eval()(images), task.teacher(images))
 
 
 def test_cached_teacher_features_equal_the_teachers_own_on_the_crop_and_its_mirror(data, teacher, tmp_path):
@@ -339,6 +420,81 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_with_130(data, tmp_path):
     assert 0 < step < 5000
 
 
+def test_resuming_a_finished_run_says_so_and_changes_nothing(data, tmp_path):
+    out = tmp_path / "hr"
+    assert invoke(*classify_args(data, out, "--steps", 2)).exit_code == 0
+    files = ("summary.json", "log.jsonl", "model.pt", LAST)
+    before = {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in files}
+    result = invoke("train", "classify", "--resume", out)
+    assert result.exit_code == 0
+    assert result.output == f"--resume {out}: the run finished at step 2; nothing to do (its model: {out / MODEL})\n"
+    assert {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in files} == before
+
+
+def test_resume_refuses_training_images_or_landmarks_that_changed(data, tmp_path):
+    casia = tmp_path / "casia"
+    shutil.copytree(data.train_images.parent, casia)
+    out = tmp_path / "run"
+    args = ["train", "classify", "--data", casia / "images", "--out", out, *TINY, *QUICK]
+    process = _start_and_wait_for_checkpoint([*args, "--steps", 5000, "--checkpoint-every", 2], out)
+    process.send_signal(signal.SIGINT)
+    assert process.communicate(timeout=120) and process.returncode == 130
+
+    image = casia / "images" / "0000002" / "003.jpg"
+    image.write_bytes(image.read_bytes() + b"\0")  # edited: still a readable JPEG
+    result = invoke("train", "classify", "--resume", out)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {casia / 'images'}: changed since the run in {out} started")
+
+    shutil.copytree(data.train_images.parent, casia, dirs_exist_ok=True)  # the images as they were
+    landmarks = casia / "landmarks.txt"
+    name, *points = landmarks.read_text().splitlines()[0].split("\t")
+    edited = "\t".join([name, *points[:-1], str(float(points[-1]) + 1)])
+    landmarks.write_text(landmarks.read_text().replace("\t".join([name, *points]), edited, 1))
+    result = invoke("train", "classify", "--resume", out)
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {landmarks}: changed since"), result.output
+
+
+def _flip_a_byte_inside_a_tensor(path: Path) -> None:
+    """Flip one bit in the middle of the largest tensor's data (a ``data/`` entry of torch.save's zip)."""
+    with zipfile.ZipFile(path) as archive:
+        entry = max((e for e in archive.infolist() if "/data/" in e.filename), key=lambda e: e.file_size)
+    assert entry.compress_type == zipfile.ZIP_STORED
+    raw = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", raw[entry.header_offset + 26 : entry.header_offset + 30])
+    raw[entry.header_offset + 30 + name_length + extra_length + entry.file_size // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_an_error_naming_the_file(data, tmp_path):
+    out = tmp_path / "hr"
+    assert invoke(*classify_args(data, out, "--steps", 2)).exit_code == 0
+    (out / "summary.json").unlink()  # as if killed after the last checkpoint: resuming reads last.pt
+    _flip_a_byte_inside_a_tensor(out / LAST)
+    result = invoke("train", "classify", "--resume", out)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {out / LAST}: damaged: ")
+    assert "does not match its checksum" in result.output
+    assert not (out / "summary.json").exists()
+
+
+def test_a_second_trainer_on_the_same_run_folder_is_refused_before_writing(data, tmp_path):
+    out = tmp_path / "hr"
+    with OutputLock(out, command="another trainer"):
+        result = invoke(*classify_args(data, out, "--steps", 2))
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: --out {out}: in use by lrbench process {os.getpid()}"), result.output
+    assert not out.exists()
+
+
+def test_run_files_get_the_users_umask_permissions(data, tmp_path):
+    out = tmp_path / "hr"
+    validation = ["--val", "lfw-view2", "--val-data", data.lfw_root]
+    assert invoke(*classify_args(data, out, "--steps", 2, *validation)).exit_code == 0
+    files = ("summary.json", "log.jsonl", "model.pt", LAST, "best.pt")
+    assert {name: (out / name).stat().st_mode & 0o777 for name in files} == dict.fromkeys(files, FILE_MODE)
+
+
 def test_resume_keeps_the_runs_settings(data, tmp_path):
     out = tmp_path / "hr"
     assert invoke(*classify_args(data, out, "--steps", 3)).exit_code == 0
@@ -374,7 +530,7 @@ def _nan_weights(tmp_path):
         ("teacher gives NaN", "the teacher's cached features: NaN or infinite values under --precision fp32"),
         ("student diverges", "the training loss by step 1: NaN or infinite values"),
         ("DF outside the crop", "--df 200: DF 200 is larger than the 96×112 crop"),
-        ("resolution augment outside the crop", "--resolution-augment 1-99: DF 97 is larger"),
+        ("resolution augment outside the crop", "--resolution-augment 1-99: DF"),
         ("no CUDA", "--device cuda: CUDA is not available"),
         ("fp16 on a CPU", "--precision fp16 needs a CUDA device"),
         ("batch larger than the data", "--batch-size 64: larger than the 24 training images"),
@@ -427,3 +583,33 @@ def test_width_scales_sphereface_channels():
     assert [m.out_channels for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)] == [16, 32, 64, 128]
     assert narrow(torch.zeros(1, 3, 112, 96)).shape == (1, 512)
     assert narrow.fc5.in_features == 128 * 7 * 6
+
+
+def test_the_built_in_trainers_use_only_lrbench_and_the_documented_training_api():
+    source = Path(__file__).resolve().parents[1] / "plugins" / "trainers.py"
+    public = {"lrbench": set(lrbench.__all__), "lrbench.training": set(lrbench.training.__all__)}
+    imported = [node for node in ast.walk(ast.parse(source.read_text())) if isinstance(node, ast.ImportFrom)]
+    from_lrbench = [node for node in imported if node.module.split(".")[0] == "lrbench"]
+    assert {node.module for node in from_lrbench} == set(public)
+    assert all(alias.name in public[node.module] for node in from_lrbench for alias in node.names)
+    assert not [node for node in ast.walk(ast.parse(source.read_text())) if isinstance(node, ast.Import)
+                and any(alias.name.startswith("lrbench") for alias in node.names)]
+
+
+def _documented_trainer() -> types.ModuleType:
+    """The trainer built on lrbench.training in docs/plugins.md (the second example of its trainer section)."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    section = doc.split("## register_trainers(", 1)[1].split("\n## ", 1)[0]
+    module = types.ModuleType("doc_softmax_trainer")
+    exec(compile(re.findall(r"```python\n(.*?)```", section, re.S)[1], "docs/plugins.md", "exec"), module.__dict__)
+    return module
+
+
+def test_the_documented_trainer_trains_with_the_public_api(data, tmp_path, plugin_manager):
+    plugin_manager.register_for_test(_documented_trainer(), name="doc-softmax-trainer")
+    out = tmp_path / "softmax"
+    result = invoke("train", "softmax", "--data", data.train_images, "--out", out, *TINY, *QUICK, "--steps", 2)
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith(f"2 steps; model: {out}/model.pt\n")
+    expected = registry.backbone("sphereface").build("random", depth=4, width=0.125).state_dict()
+    assert torch.load(out / MODEL, weights_only=True).keys() == expected.keys()

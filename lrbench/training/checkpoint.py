@@ -1,18 +1,20 @@
-"""Training checkpoints: written to a temporary file and renamed, so a kill at any moment leaves the last one whole.
+"""Training checkpoints: written atomically, so a kill at any moment leaves the last one whole, and verified
+when read, so a damaged file is an error instead of a different model.
 
 A checkpoint is a plain dict that ``torch.load(..., weights_only=True)`` reads: the backbone's state dict
 under ``model`` (so ``lrbench run --weights last.pt`` evaluates it directly), the rest of the trained
-module (a classification head) under ``head``, and optimizer, scheduler, scaler, RNG states, step,
-epoch and the run's configuration under their own keys.
+module (a classification head) under ``head``, and optimizer, scheduler, scaler, RNG states, step, total
+steps, epoch and the run's configuration under their own keys; ``checksums`` holds a SHA-256 of every
+tensor and one of all the other values.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 import pickle
 import random
 import shutil
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,60 +22,95 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..fileio import write_atomic
 
 LAST, BEST, MODEL = "last.pt", "best.pt", "model.pt"
+LOG, SUMMARY = "log.jsonl", "summary.json"
 VALIDATION = "validation-weights.pt"  # the backbone's weights while ``lrbench run``'s evaluation reads them
-FORMAT = 1
+FORMAT = 2  # 2: with checksums
+OTHER_VALUES = "(values other than tensors)"
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` into a temporary sibling, flushed to disk, then renamed over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make checkpoints private to the user who trained
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through ``write_atomic``: a reader never sees half a file."""
+    write_atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """A training state with the checksums ``load_checkpoint`` verifies."""
+    save_atomic({**state, "checksums": checksums(state)}, path)
 
 
 def copy_atomic(source: Path, target: Path) -> None:
     """Copy a file so that ``target`` is never seen half-written."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(source, "rb") as original:
+        write_atomic(target, lambda handle: shutil.copyfileobj(original, handle))
 
 
 def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files a killed run left behind (never a complete checkpoint)."""
-    for name in (LAST, BEST, MODEL, VALIDATION):
+    """Temporary files a killed run left behind (never a complete file)."""
+    for name in (LAST, BEST, MODEL, VALIDATION, LOG, SUMMARY):
         for stale in Path(folder).glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
     (Path(folder) / VALIDATION).unlink(missing_ok=True)
 
 
+def tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor's data as a flat uint8 array (any dtype, bfloat16 included), for hashing."""
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, value) of every tensor and other value in nested dicts, lists and tuples."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}/{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{path}/{index}")
+    else:
+        yield path, value
+
+
+def checksums(state: dict) -> dict[str, str]:
+    """SHA-256 of each tensor (with its dtype and shape) by its path in ``state``, and one of everything else."""
+    sums, others = {}, hashlib.sha256()
+    for path, value in _leaves(state):
+        if isinstance(value, torch.Tensor):
+            digest = hashlib.sha256(f"{value.dtype} {tuple(value.shape)}".encode())
+            digest.update(tensor_bytes(value))
+            sums[path] = digest.hexdigest()
+        else:
+            others.update(f"{path}={value!r}\n".encode())
+    sums[OTHER_VALUES] = others.hexdigest()
+    return sums
+
+
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by ``save_atomic``; an unreadable file is an error naming it."""
+    """A checkpoint written by ``save_checkpoint``, verified; an unreadable or damaged file is an error naming it."""
     path = Path(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot read checkpoint ({first_line})") from None
-    if not isinstance(loaded, dict) or loaded.get("format") != FORMAT:
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("format"), int):
         raise DataError(f"{path}: not an lrbench training checkpoint")
+    if loaded["format"] != FORMAT:
+        raise DataError(f"{path}: checkpoint format {loaded['format']}, this lrbench reads format {FORMAT}")
+    return verified(loaded, path)
+
+
+def verified(loaded: dict, path: Path) -> dict:
+    """A loaded checkpoint without its ``checksums``, once every value matches them (``path`` names it in errors)."""
+    stored = loaded.pop("checksums", None)
+    if not isinstance(stored, dict):
+        raise DataError(f"{path}: the checkpoint has no checksums")
+    actual = checksums(loaded)
+    damaged = sorted(name for name in stored.keys() | actual.keys() if stored.get(name) != actual.get(name))
+    if damaged:
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise DataError(f"{path}: damaged: {damaged[0]} does not match its checksum{more}")
     return loaded
 
 

@@ -8,6 +8,7 @@ processes sees exactly the global batches of a single process.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..crops import landmarks_for, load_crops
+from ..crops import load_crops
 from ..errors import DataError, UsageError
+from ..fileio import sha256_file
+from ..landmarks import landmarks_for
+from ..ranges import parse_ranges
 from ..specs import CropTemplate
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -52,25 +56,17 @@ def read_people(path: Path, folds: str | None = None) -> set[str]:
     entries = [fields for fields in lines if len(fields) == 2 and fields[1].isdigit()]
     if entries and len(counts) + len(entries) == len(lines) and lines[0] in counts:
         per_fold = _people_folds(path, lines)
-        chosen = range(1, len(per_fold) + 1) if folds is None else _fold_numbers(folds, len(per_fold))
+        chosen = range(1, len(per_fold) + 1) if folds is None else _fold_numbers(folds, path, len(per_fold))
         return {name for fold in chosen for name in per_fold[fold - 1]}
     if folds is not None:
         raise UsageError(f"--people-folds {folds}: {path} is a plain list of names, not a people.txt with folds")
     return {fields[0] for fields in lines}
 
 
-def _fold_numbers(text: str, count: int) -> list[int]:
+def _fold_numbers(text: str, path: Path, count: int) -> list[int]:
     """``2-10`` or ``1,3`` → fold numbers (1-based), each within 1…count."""
-    chosen = []
-    try:
-        for part in text.split(","):
-            low, _, high = part.partition("-")
-            chosen += range(int(low), int(high or low) + 1)
-    except ValueError:
-        raise UsageError(f"--people-folds {text}: expected fold numbers like 2-10 or 1,3") from None
-    if not chosen or min(chosen) < 1 or max(chosen) > count:
-        raise UsageError(f"--people-folds {text}: the people file has folds 1…{count}")
-    return sorted(set(chosen))
+    bound = f"the {count} folds of {path}"
+    return parse_ranges(text, "--people-folds", unit="fold", low=1, high=count, bound=bound, example="2-10 or 1,3")
 
 
 def _people_folds(path: Path, lines: list[list[str]]) -> list[list[str]]:
@@ -107,6 +103,16 @@ def scan_folder(root: Path, people: set[str] | None = None) -> FaceFolder:
     return FaceFolder(root, images, np.full(len(images), -1, dtype=np.int64), [])
 
 
+def data_digest(folder: FaceFolder, landmarks: Path | None) -> dict[str, str | None]:
+    """SHA-256 of the image list with each file's size and modification time, and of the landmark file's
+    content: what a resumed run checks to be training on the data it started on."""
+    images = hashlib.sha256()
+    for rel in folder.images:
+        info = (folder.root / rel).stat()
+        images.update(f"{rel}\t{info.st_size}\t{info.st_mtime_ns}\n".encode())
+    return {"images": images.hexdigest(), "landmarks": sha256_file(landmarks)}
+
+
 def aligned_crops(
     folder: FaceFolder,
     template: CropTemplate,
@@ -117,7 +123,7 @@ def aligned_crops(
     show_progress: bool,
 ) -> np.ndarray:
     """(N, H, W, 3) uint8 crops of the folder's images for ``template`` (decoded and aligned once, cached)."""
-    points = landmarks_for(folder.images, landmarks) if landmarks is not None else None
+    points = landmarks_for(folder.images, landmarks, folder.root) if landmarks is not None else None
     crops, _ = load_crops(
         folder.root, folder.images, template, points, workers=workers, cache_dir=cache_dir, show_progress=show_progress
     )

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import UsageError
+from .checkpoint import tensor_bytes
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for key, value in state.items():
         digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor_bytes(value))
     return digest.hexdigest()
 
 

@@ -15,8 +15,8 @@ import signal
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -24,17 +24,19 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..crops import default_cache_dir
 from ..errors import UsageError
+from ..fileio import OutputLock, write_atomic
 from ..precision import PRECISIONS, autocast_for, require_finite
 from ..progress import stderr_console
 from . import checkpoint as ckpt
 from . import distributed
+from .checkpoint import LOG, SUMMARY
 from .data import ALIGN_THREADS, CropBatches, EpochBatches, whole_batch
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step")
 INTERRUPTED_EXIT_CODE = 130  # as a shell reports a process ended by Ctrl-C
-LOG, SUMMARY = "log.jsonl", "summary.json"
 
 
 class Task(Protocol):
@@ -56,7 +58,8 @@ class Task(Protocol):
 
 @dataclass
 class Validation:
-    """Evaluate the backbone on a protocol at some DFs, as ``lrbench run`` would."""
+    """Evaluate the backbone on a protocol at some DFs, as ``lrbench run`` would, with the trainer's
+    degradation and crop cache."""
 
     protocol: str
     data: Path
@@ -65,6 +68,9 @@ class Validation:
     pairs: Path | None = None
     landmarks: Path | None = None
     aligned: bool = False
+    degradation: str = "bicubic"
+    degradation_options: tuple[str, ...] = ()  # as name=value
+    cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no crop cache
 
 
 @dataclass
@@ -214,6 +220,7 @@ class Loop:
             "scaler": self.scaler.state_dict(),
             "rng": ckpt.rng_states(),
             "step": self.step,
+            "total": self.total,
             "epoch": self.step // self.per_epoch,
             "batch_in_epoch": self.step % self.per_epoch,
             "best": self.best,
@@ -231,13 +238,11 @@ class Loop:
 
     def _save(self) -> None:
         if self.ranks.main:
-            ckpt.save_atomic(self._state(), self.out / ckpt.LAST)
+            ckpt.save_checkpoint(self._state(), self.out / ckpt.LAST)
 
     # -- the run -----------------------------------------------------------------------------------------
 
     def run(self) -> dict:
-        from ..results import write_text_atomic
-
         started, first_step = time.perf_counter(), self.step
         if self.ranks.main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -279,7 +284,7 @@ class Loop:
         }
         if self.ranks.main:
             ckpt.save_atomic(backbone, self.out / ckpt.MODEL)
-            write_text_atomic(self.out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+            write_atomic(self.out / SUMMARY, json.dumps(summary, indent=2) + "\n")
         distributed.barrier(self.ranks)
         return summary
 
@@ -380,9 +385,12 @@ class Loop:
                         pairs=val.pairs,
                         landmarks=val.landmarks,
                         aligned=val.aligned,
+                        degradation=val.degradation,
+                        degradation_options=val.degradation_options,
                         device=str(self.device),
                         batch_size=self.settings.batch_size,
                         workers=ALIGN_THREADS,
+                        cache_dir=val.cache_dir,
                         show_progress=False,
                     )
                 )
@@ -419,14 +427,17 @@ class Loop:
             stderr_console.print(text, highlight=False, soft_wrap=True)
 
     def _trim_log(self) -> None:
-        """Drop log rows past the step a resumed run starts from (the interrupted run's lost work)."""
-        from ..results import write_text_atomic
-
+        """Drop log rows past the step a resumed run starts from (the interrupted run's lost work); keep the
+        losses before it, so the summary's first loss is the run's."""
         path = self.out / LOG
         if path.is_file():
-            lines = path.read_text().splitlines()
-            kept = [line for line in lines if self.step and json.loads(line)["step"] <= self.step]
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
+            rows = []
+            for line in path.read_text().splitlines():
+                with suppress(ValueError):  # a line a killed run left half-written
+                    rows.append(json.loads(line))
+            kept = [row for row in rows if self.step and row["step"] <= self.step]
+            self.history = [row for row in kept if "loss" in row]
+            write_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))
 
     def _progress(self):
         """A context giving ``update(step, text=None)``: a rich bar on rank 0 when asked for, else nothing."""
@@ -463,13 +474,22 @@ class _Bar:
 def train(
     trainer: str, config: dict, settings: LoopSettings, build_task: Callable[..., Task], resume: dict | None = None
 ) -> dict:
-    """Build the task on each process (under torchrun) and run it; returns the summary."""
+    """Build the task on each process (under torchrun) and run it; returns the summary.
+
+    The main process holds a lock on the run folder from before anything is built or written, so a second
+    trainer given the same folder is refused instead of mixing its checkpoints and log lines in.
+    """
     ranks = distributed.start(settings.device)
     try:
         check_settings(settings, ranks.world)
         resolve_precision(settings.precision, ranks.device)
-        ckpt.seed_everything(settings.seed)
-        task = build_task(config, ranks)
-        return Loop(task, settings, ranks, trainer, config, resume).run()
+        with _run_lock(ranks, settings.out, "--resume" if config.get("resume") else "--out", trainer):
+            ckpt.seed_everything(settings.seed)
+            task = build_task(config, ranks)
+            return Loop(task, settings, ranks, trainer, config, resume).run()
     finally:
         distributed.stop()
+
+
+def _run_lock(ranks: distributed.Ranks, out: Path, option: str, trainer: str) -> AbstractContextManager:
+    return OutputLock(out, option, command=f"lrbench train {trainer}") if ranks.main else nullcontext()

@@ -30,7 +30,7 @@ def trainable_network(name: str, weights: str | None, options: Sequence[str], fl
     if weights not in (None, "random"):
         return spec, build_backbone(spec, weights, parsed)
     try:
-        return spec, spec.build("random", **parsed)
+        return spec, spec.build("random", **spec.effective_options(parsed))
     except LrbenchError:
         raise
     except (ValueError, KeyError) as exc:

@@ -1,8 +1,9 @@
 """The command-line options every trainer shares, and what a resumed run keeps of them.
 
-A trainer plugin stacks ``loop_options`` and ``data_options`` on its click command, adds its own, and hands
-the collected values to ``resolve_config``: a new run takes them as given; ``--resume DIR`` takes the run's
-stored configuration, refusing options that would change the computation.
+A trainer plugin stacks ``loop_options``, ``data_options`` (and ``degradation_options`` if it degrades
+images) on its click command, adds its own, and hands the collected values to ``resolve_config``: a new run
+takes them as given; ``--resume DIR`` takes the run's stored configuration, refusing options that would
+change the computation, and ``training_data`` refuses training data that changed since the run started.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import numpy as np
 
 from ..crops import default_cache_dir
 from ..degrade import parse_dfs
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from ..options import stack_options
 from ..specs import CropTemplate
 from . import distributed
-from .checkpoint import LAST, load_checkpoint
-from .data import ALIGN_THREADS, FaceFolder, aligned_crops, read_people, scan_folder
+from .checkpoint import LAST, MODEL, SUMMARY, load_checkpoint
+from .data import ALIGN_THREADS, FaceFolder, aligned_crops, data_digest, read_people, scan_folder
 from .loop import OPTIMIZERS, SCHEDULES, LoopSettings, Validation
 
 # Options a resumed run may change: they decide where and how fast it runs, or what is validated, not
@@ -154,6 +155,21 @@ def data_options(function):
     )(function)
 
 
+def degradation_options(function):
+    """``--degradation`` and ``--degradation-option``: how the trainer makes low-resolution copies; validation
+    degrades with the same."""
+    return stack_options(
+        click.option(
+            "--degradation",
+            "-d",
+            default="bicubic",
+            show_default=True,
+            help="Registered degradation making the LR copies (validation uses it too).",
+        ),
+        click.option("--degradation-option", multiple=True, metavar="NAME=VALUE", help="A degradation option."),
+    )(function)
+
+
 def _plain(values: dict) -> dict:
     """JSON-compatible copy (paths as strings, tuples as lists), as the checkpoint stores it."""
     return json.loads(json.dumps(values, default=str))
@@ -191,6 +207,13 @@ def resolve_config(ctx: click.Context, trainer: str, params: dict) -> tuple[dict
                 f"--{name.replace('_', '-')} {value}: the run in {folder} uses {stored.get(name)}; a resumed run keeps "
                 "its settings (only where and how fast it runs, and what it validates, may change)"
             )
+    if state["step"] >= state["total"] and (folder / SUMMARY).is_file():
+        click.echo(
+            f"--resume {folder}: the run finished at step {state['step']}; nothing to do (its model: "
+            f"{folder / MODEL})",
+            err=True,
+        )
+        ctx.exit(0)
     resumed = {**stored, **{name: value for name, value in given.items() if name in RUNTIME}}
     resumed.update(out=str(folder), resume=str(folder))
     return resumed, state
@@ -215,6 +238,9 @@ def loop_settings(config: dict) -> LoopSettings:
             pairs=_path(config["val_pairs"]),
             landmarks=_path(config["val_landmarks"]),
             aligned=config["val_aligned"],
+            degradation=config.get("degradation", "bicubic"),  # a trainer without degradation_options: lrbench run's
+            degradation_options=tuple(config.get("degradation_option", ())),
+            cache_dir=_cache_dir(config),
         )
     try:
         milestones = tuple(float(part) for part in str(config["milestones"]).split(","))
@@ -256,11 +282,20 @@ def dfs_option(text: str, template: CropTemplate, flag: str) -> list[int]:
         raise UsageError(str(exc).replace("--df", flag, 1)) from None
 
 
+def _cache_dir(config: dict) -> Path | None:
+    """The crop cache of ``--cache-dir``/``--no-cache`` (None: no cache)."""
+    return None if config["no_cache"] else _path(config["cache_dir"]) or default_cache_dir()
+
+
 def training_data(
     config: dict, templates: dict[str, CropTemplate], ranks: distributed.Ranks
 ) -> tuple[FaceFolder, dict[str, np.ndarray]]:
     """The folder's images and their crops for each named template (rank 0 aligns first, the others read
-    its cache)."""
+    its cache).
+
+    The data's identity goes into ``config`` (``data_digest``, stored in every checkpoint); a resumed run
+    whose images or landmark file differ from that record is refused, as changed options are.
+    """
     if not config["data"]:
         raise UsageError("--data DIR is required: the training images")
     people = read_people(Path(config["people"]), config["people_folds"]) if config["people"] else None
@@ -272,7 +307,8 @@ def training_data(
         landmarks = _path(config["landmarks"]) or _find_landmarks(folder.root)
         if not landmarks.is_file():
             raise UsageError(f"--landmarks {landmarks}: no such file")
-    cache_dir = None if config["no_cache"] else _path(config["cache_dir"]) or default_cache_dir()
+    _check_unchanged(config, data_digest(folder, landmarks), folder.root, landmarks)
+    cache_dir = _cache_dir(config)
     crops = {}
     with distributed.main_first(ranks):
         for name, template in templates.items():
@@ -280,6 +316,17 @@ def training_data(
                 folder, template, landmarks, workers=ALIGN_THREADS, cache_dir=cache_dir, show_progress=interactive()
             )
     return folder, crops
+
+
+def _check_unchanged(config: dict, digest: dict[str, str | None], root: Path, landmarks: Path | None) -> None:
+    """Record the data's digest in a new run's configuration; refuse a resumed run's data that differs."""
+    recorded = config.setdefault("data_digest", digest)
+    for key, source in (("images", root), ("landmarks", landmarks)):
+        if recorded.get(key) != digest[key]:
+            raise DataError(
+                f"{source}: changed since the run in {config['out']} started (its checkpoint records other "
+                f"{key}); resuming would not continue the same run, so start a new one"
+            )
 
 
 def _find_landmarks(root: Path) -> Path:
