@@ -117,11 +117,12 @@ def _settings(options: dict, show_progress: bool):
 @click.option("--threshold-rule", type=click.Choice(["exact", "grid"]), default="exact", show_default=True,
               help="Per-fold threshold: exact from sorted scores, or the seed's grid.")
 @click.option("--report-folds", metavar="FOLDS",
-              help="Report only these folds (e.g. 1 for a model trained on View 2 folds 2-10); thresholds still "
-              "come from the other folds.")
+              help="Report only these folds: 1, 1,3 or 2-5 (e.g. 1 for a model trained on View 2 folds 2-10); "
+              "thresholds still come from the other folds.")
 @click.option("--preset", type=click.Choice(["lrbench", "seed"]), default="lrbench", show_default=True,
               help="seed: evaluate as the seed project did (degradation seed, mode both, fusion concat, grid "
               "threshold, its input normalisation); options given explicitly still win.")
+@click.option("--label", help="The run's name in tables, reports and overlays (default: backbone and weights file).")
 @click.option("--out", "-o", type=click.Path(path_type=Path),
               help="Run directory; default runs/<time>-<backbone>-<protocol>.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")

@@ -14,11 +14,11 @@ def probe_size(crop_size: tuple[int, int], df: int) -> tuple[int, int]:
     return int(width / df), int(height / df)
 
 
-def parse_dfs(text: str, crop_size: tuple[int, int]) -> list[int]:
-    """``8``, ``1-13`` or ``1,2,4,8`` (or a mix) → sorted unique DFs valid for the crop."""
+def parse_dfs(text: str, crop_size: tuple[int, int], option: str = "--df") -> list[int]:
+    """``8``, ``1-13`` or ``1,2,4,8`` (or a mix) → sorted unique DFs valid for the crop; errors name ``option``."""
     width, height = crop_size
     bound = f"the {width}×{height} crop"
-    return parse_ranges(text, "--df", unit="DF", low=1, high=min(crop_size), bound=bound, example="8, 1-13 or 1,2,4,8")
+    return parse_ranges(text, option, unit="DF", low=1, high=min(crop_size), bound=bound, example="8, 1-13 or 1,2,4,8")
 
 
 def resize_down_up(

@@ -59,6 +59,7 @@ class EvalSettings:
     compile: bool = False
     preset: str = "lrbench"  # "seed": evaluate with the backbone's seed-project input normalisation
     batch_size: int = 128
+    label: str | None = None  # the run's name in reports; None: backbone and weights file
     workers: int = 2
     cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no crop cache
     show_progress: bool = True
@@ -211,7 +212,8 @@ class Prepared:
         return {
             "backbone": self.backbone.name,
             "protocol": self.protocol.name,
-            "label": self.backbone.name + (f" ({Path(settings.weights).name})" if settings.weights else ""),
+            "label": settings.label
+            or self.backbone.name + (f" ({Path(settings.weights).name})" if settings.weights else ""),
             "settings": {
                 **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
                 "dfs": self.dfs,

@@ -531,6 +531,7 @@ def _nan_weights(tmp_path):
         ("student diverges", "the training loss by step 1: NaN or infinite values"),
         ("DF outside the crop", "--df 200: DF 200 is larger than the 96×112 crop"),
         ("resolution augment outside the crop", "--resolution-augment 1-99: DF"),
+        ("validation DF of 0", "--val-df 0: DF must be at least 1"),
         ("no CUDA", "--device cuda: CUDA is not available"),
         ("fp16 on a CPU", "--precision fp16 needs a CUDA device"),
         ("batch larger than the data", "--batch-size 64: larger than the 24 training images"),
@@ -549,6 +550,9 @@ def test_bad_input_is_one_clear_error_before_anything_is_written(data, teacher, 
                                                  "--log-every", 1),
         "DF outside the crop": lambda: distill_args(data, teacher, out, "--df", 200),
         "resolution augment outside the crop": lambda: classify_args(data, out, "--resolution-augment", "1-99"),
+        "validation DF of 0": lambda: classify_args(
+            data, out, "--val", "lfw-view2", "--val-data", data.lfw_root, "--val-df", 0
+        ),
         "no CUDA": lambda: classify_args(data, out, "--device", "cuda"),
         "fp16 on a CPU": lambda: classify_args(data, out, "--precision", "fp16"),
         "batch larger than the data": lambda: classify_args(data, out, "--batch-size", 64),

@@ -52,8 +52,8 @@ def read_people(path: Path, folds: str | None = None) -> set[str]:
         lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read people list: {exc}") from exc
-    counts = [fields for fields in lines if len(fields) == 1 and fields[0].isdigit()]
-    entries = [fields for fields in lines if len(fields) == 2 and fields[1].isdigit()]
+    counts = [fields for fields in lines if len(fields) == 1 and _is_count(fields[0])]
+    entries = [fields for fields in lines if len(fields) == 2 and _is_count(fields[1])]
     if entries and len(counts) + len(entries) == len(lines) and lines[0] in counts:
         per_fold = _people_folds(path, lines)
         chosen = range(1, len(per_fold) + 1) if folds is None else _fold_numbers(folds, path, len(per_fold))
@@ -61,6 +61,11 @@ def read_people(path: Path, folds: str | None = None) -> set[str]:
     if folds is not None:
         raise UsageError(f"--people-folds {folds}: {path} is a plain list of names, not a people.txt with folds")
     return {fields[0] for fields in lines}
+
+
+def _is_count(text: str) -> bool:
+    """ASCII digits only: str.isdigit also accepts '²' and other scripts' digits, which int() may refuse."""
+    return text.isascii() and text.isdigit()
 
 
 def _fold_numbers(text: str, path: Path, count: int) -> list[int]:
@@ -72,7 +77,7 @@ def _fold_numbers(text: str, path: Path, count: int) -> list[int]:
 def _people_folds(path: Path, lines: list[list[str]]) -> list[list[str]]:
     folds, position, out = int(lines[0][0]), 1, []
     for _ in range(folds):
-        if position >= len(lines) or len(lines[position]) != 1 or not lines[position][0].isdigit():
+        if position >= len(lines) or len(lines[position]) != 1 or not _is_count(lines[position][0]):
             raise DataError(f"{path}: line {position + 1}: expected the number of people in fold {len(out) + 1}")
         count = int(lines[position][0])
         out.append([fields[0] for fields in lines[position + 1 : position + 1 + count]])

@@ -24,7 +24,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import registry
 from ..crops import default_cache_dir
+from ..degrade import parse_dfs
 from ..errors import UsageError
 from ..fileio import OutputLock, write_atomic
 from ..precision import PRECISIONS, autocast_for, require_finite
@@ -203,6 +205,8 @@ class Loop:
         self.autocast = autocast_for(self.device, self.precision)
         self.step, self.best, self.history = 0, None, []
         self.interrupted = False
+        if settings.val is not None:  # a bad --val-df fails now, not at the first validation (hours in, after a resume)
+            parse_dfs(settings.val.dfs, registry.backbone(task.backbone_name).input.template.size, "--val-df")
         if resume is not None:
             self._restore(resume)
 

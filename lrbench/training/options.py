@@ -276,10 +276,7 @@ def _path(value: str | None) -> Path | None:
 
 def dfs_option(text: str, template: CropTemplate, flag: str) -> list[int]:
     """DFs as ``--df`` parses them, errors naming the trainer's own option."""
-    try:
-        return parse_dfs(text, template.size)
-    except UsageError as exc:
-        raise UsageError(str(exc).replace("--df", flag, 1)) from None
+    return parse_dfs(text, template.size, flag)
 
 
 def _cache_dir(config: dict) -> Path | None:
