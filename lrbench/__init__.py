@@ -3,7 +3,7 @@
 The public API a plugin may import is what this module exports; nothing else is promised.
 """
 
-from .align import align_face, similarity_transform
+from .align import AlignmentError, align_face, similarity_transform
 from .checkpoints import CheckpointLayout, check_weights_file, load_weights, read_state_dict
 from .degrade import probe_size, resize_down_up
 from .errors import DataError, LrbenchError, NumericalError, UsageError
@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARCFACE_112x112",
+    "AlignmentError",
     "SPHEREFACE_96x112",
     "BackboneSpec",
     "CheckpointLayout",

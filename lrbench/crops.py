@@ -20,9 +20,9 @@ import PIL
 from PIL import Image, UnidentifiedImageError, features
 
 from .align import ALIGN_VERSION, AlignmentError, align_face, resize_aligned
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, brief_list
 from .fileio import write_atomic
-from .landmarks import Landmarks, brief_list
+from .landmarks import Landmarks
 from .progress import progress_bar, warn
 from .specs import CropTemplate
 

@@ -1,5 +1,9 @@
 """Errors a user can act on: the CLI prints them as one line, with no traceback."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 
 class LrbenchError(Exception):
     """A problem with the user's input or data; the message says what and where.
@@ -27,3 +31,9 @@ class DataError(LrbenchError):
     """A missing, corrupt or malformed input file; the message names the file (and line)."""
 
     exit_code = 1
+
+
+def brief_list(items: Sequence[str], shown: int = 5) -> str:
+    """The first few items of a long list, and how many there are, for a one-line error message."""
+    listed = ", ".join(items[:shown])
+    return listed + (f", … ({len(items)} in all)" if len(items) > shown else "")

@@ -8,6 +8,7 @@ process) never sees half a file, and the file gets the permissions any other pro
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import fcntl
 import hashlib
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import UsageError
+from .errors import DataError, UsageError
 
 
 def _read_umask() -> int:
@@ -57,6 +58,24 @@ def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_text_lines(path: Path, what: str) -> list[str]:
+    """A UTF-8 text file's lines as an editor numbers them: an initial byte-order mark dropped, ``\\r\\n`` or
+    ``\\n`` ending a line (``str.splitlines`` would also split at form feeds and U+2028, shifting line numbers).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    data = data.removeprefix(codecs.BOM_UTF8)  # as Windows editors write it
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start]
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {byte:#04x}); save the {what} as UTF-8") from None
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def sha256_file(path: Path | None) -> str | None:

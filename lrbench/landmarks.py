@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-
-
-def brief_list(items: Sequence[str], shown: int = 5) -> str:
-    """The first few items of a long list, and how many there are, for a one-line error message."""
-    listed = ", ".join(items[:shown])
-    return listed + (f", … ({len(items)} in all)" if len(items) > shown else "")
+from .errors import DataError, brief_list
+from .fileio import read_text_lines
 
 
 @dataclass(frozen=True)
@@ -42,12 +36,8 @@ def read_landmark_lines(path: Path) -> dict[str, tuple[int, np.ndarray]]:
     named); a path repeated with the same points is accepted. Backslashes in paths read as slashes.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not part of the first path
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read landmarks: {exc}") from exc
     table: dict[str, tuple[int, np.ndarray]] = {}
-    for line_no, line in enumerate(text.split("\n"), 1):  # "\n" only: line numbers as an editor counts them
+    for line_no, line in enumerate(read_text_lines(path, "landmark file"), 1):
         fields = line.split()
         if not fields:
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 import string
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, UsageError
+from .fileio import read_text_lines
 from .specs import PairSet, ProtocolSpec
 
 if sys.version_info >= (3, 11):
@@ -236,24 +236,6 @@ def parse_lfw_pairs(path: Path) -> list[PairRecord]:
                 raise DataError(f"{path}:{line_no}: name {name!r} holds a control or non-printing character")
         records.append(PairRecord(line_no, fold, names, tuple(int(n) for n in raw_numbers), same))
     return records
-
-
-def read_text_lines(path: Path, what: str) -> list[str]:
-    """A UTF-8 text file's lines as an editor numbers them: an initial byte-order mark dropped, ``\\r\\n`` or
-    ``\\n`` ending a line (``str.splitlines`` would also split at form feeds and U+2028, shifting line numbers).
-    """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
-    data = data.removeprefix(codecs.BOM_UTF8)  # as Windows editors write it
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        byte = data[exc.start]
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {byte:#04x}); save the {what} as UTF-8") from None
-    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def _fields(line: str) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, brief_list
 from .fileio import OutputLock, check_writable, dead_siblings, make_temp_dir, write_atomic
 from .progress import warn
 
@@ -291,10 +291,8 @@ def _is_own_file(entry: Path, names: tuple[str, ...]) -> bool:
     )
 
 
-def _some(entries: list[Path], shown: int = 5) -> str:
-    names = [entry.name + ("/" if entry.is_dir() else "") for entry in entries[:shown]]
-    more = f" and {len(entries) - shown} more" if len(entries) > shown else ""
-    return ", ".join(names) + more
+def _some(entries: list[Path]) -> str:
+    return brief_list([entry.name + ("/" if entry.is_dir() else "") for entry in entries])
 
 
 def load_run(path: Path) -> RunData:

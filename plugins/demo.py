@@ -17,12 +17,13 @@ from pathlib import Path
 
 import click
 
-from lrbench import hookimpl
+from lrbench import UsageError, hookimpl
 
 NETWORK = ("depth=4", "width=0.25")
 # More training identities than ``lrbench synth`` makes by default: a face embedding has to generalise to
 # the unseen people of the test set, and 40 identities are too few to learn that from.
 TRAINING_SET = ("--train-identities", "200", "--train-images-per-identity", "8")
+TRAINER_FILES = ("last.pt", "log.jsonl", "model.pt")  # what every lrbench training run folder holds
 SCHEDULE = ("--batch-size", "64", "--epochs", "5", "--workers", "0", "--no-cache")
 
 
@@ -39,6 +40,18 @@ def _lrbench(cli: click.Group, *args, stdout=None) -> None:
         raise click.exceptions.Exit(code)
 
 
+def _remove_earlier_models(trained: Path) -> None:
+    """Delete the demo's own earlier training runs (a trainer never overwrites a run), and nothing else."""
+    if not trained.exists():
+        return
+    entries = list(trained.iterdir()) if trained.is_dir() else [trained]
+    foreign = [entry.name for entry in entries if not any((entry / name).is_file() for name in TRAINER_FILES)]
+    if foreign:
+        raise UsageError(f"--out: {trained} holds {len(foreign)} entries that are not lrbench training runs "
+                         f"(e.g. {foreign[0]}); move them or choose another --out")
+    shutil.rmtree(trained)
+
+
 def _demo_command(cli: click.Group) -> click.Command:
     @click.command("demo")
     @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
@@ -50,8 +63,8 @@ def _demo_command(cli: click.Group) -> click.Command:
         student, sweep it, and write one report with both curves (OUT/report.html; runs in OUT/hr, OUT/lr<DF>;
         data in OUT-data, trained models in OUT-train)."""
         data, trained = out.parent / f"{out.name}-data", out.parent / f"{out.name}-train"
+        _remove_earlier_models(trained)
         _lrbench(cli, "synth", data, *TRAINING_SET)
-        shutil.rmtree(trained, ignore_errors=True)  # the demo's own previous models: a trainer never overwrites
         images = ["--data", data / "casia" / "images", "--landmarks", data / "casia" / "landmarks.txt", *SCHEDULE]
         # A 4-layer network at a quarter of the width takes (and needs, in 5 epochs) a larger step than the default.
         _lrbench(cli, "train", "classify", *images, *_options("--option"), "--loss", "cosface", "--lr", "1e-3",

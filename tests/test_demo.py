@@ -37,3 +37,14 @@ def test_demo_reproduces_the_published_numbers(tmp_path):
     manifest = json.loads((out / "lr8" / "manifest.json").read_text())
     assert manifest["command"].startswith("lrbench run --backbone sphereface --option depth=4 --option width=0.25")
     assert (out / "report.html").is_file()
+
+
+def test_demo_deletes_only_its_own_earlier_training_runs(tmp_path):
+    load_plugins().hook.register_commands(cli=cli)
+    (tmp_path / "demo-train" / "hr").mkdir(parents=True)
+    (tmp_path / "demo-train" / "hr" / "log.jsonl").write_text("")
+    (tmp_path / "demo-train" / "thesis.tex").write_text("precious")
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 2
+    assert "not lrbench training runs (e.g. thesis.tex)" in result.output
+    assert (tmp_path / "demo-train" / "thesis.tex").read_text() == "precious"

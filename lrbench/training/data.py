@@ -19,7 +19,7 @@ import torch
 
 from ..crops import load_crops
 from ..errors import DataError, UsageError
-from ..fileio import sha256_file
+from ..fileio import read_text_lines, sha256_file
 from ..landmarks import landmarks_for
 from ..ranges import parse_ranges
 from ..specs import CropTemplate
@@ -48,10 +48,7 @@ def read_people(path: Path, folds: str | None = None) -> set[str]:
     people.txt starts with the number of folds, then per fold a count line and that many ``name count``
     lines; ``folds`` ("2-10", 1-based) keeps only those folds' people.
     """
-    try:
-        lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read people list: {exc}") from exc
+    lines = [line.split() for line in read_text_lines(path, "people list") if line.strip()]
     counts = [fields for fields in lines if len(fields) == 1 and _is_count(fields[0])]
     entries = [fields for fields in lines if len(fields) == 2 and _is_count(fields[1])]
     if entries and len(counts) + len(entries) == len(lines) and lines[0] in counts:
