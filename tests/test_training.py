@@ -532,6 +532,7 @@ def _nan_weights(tmp_path):
         ("DF outside the crop", "--df 200: DF 200 is larger than the 96×112 crop"),
         ("resolution augment outside the crop", "--resolution-augment 1-99: DF"),
         ("validation DF of 0", "--val-df 0: DF must be at least 1"),
+        ("a file in the way of --out", "is a file, not a folder"),
         ("no CUDA", "--device cuda: CUDA is not available"),
         ("fp16 on a CPU", "--precision fp16 needs a CUDA device"),
         ("batch larger than the data", "--batch-size 64: larger than the 24 training images"),
@@ -553,6 +554,7 @@ def test_bad_input_is_one_clear_error_before_anything_is_written(data, teacher, 
         "validation DF of 0": lambda: classify_args(
             data, out, "--val", "lfw-view2", "--val-data", data.lfw_root, "--val-df", 0
         ),
+        "a file in the way of --out": lambda: classify_args(data, _a_file(tmp_path)),
         "no CUDA": lambda: classify_args(data, out, "--device", "cuda"),
         "fp16 on a CPU": lambda: classify_args(data, out, "--precision", "fp16"),
         "batch larger than the data": lambda: classify_args(data, out, "--batch-size", 64),
@@ -564,6 +566,11 @@ def test_bad_input_is_one_clear_error_before_anything_is_written(data, teacher, 
     result = invoke(*args)
     assert result.exit_code in (1, 2) and message in result.output, result.output
     assert "Traceback" not in result.output and not (out / LAST).exists()
+
+
+def _a_file(tmp_path):
+    (tmp_path / "a-file").write_text("mine")
+    return tmp_path / "a-file"
 
 
 def _cut_landmarks(data, tmp_path):

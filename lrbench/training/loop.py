@@ -28,7 +28,7 @@ from .. import registry
 from ..crops import default_cache_dir
 from ..degrade import parse_dfs
 from ..errors import UsageError
-from ..fileio import OutputLock, write_atomic
+from ..fileio import OutputLock, check_writable, write_atomic
 from ..precision import PRECISIONS, autocast_for, require_finite
 from ..progress import stderr_console
 from . import checkpoint as ckpt
@@ -487,7 +487,10 @@ def train(
     try:
         check_settings(settings, ranks.world)
         resolve_precision(settings.precision, ranks.device)
-        with _run_lock(ranks, settings.out, "--resume" if config.get("resume") else "--out", trainer):
+        option = "--resume" if config.get("resume") else "--out"
+        if ranks.main:
+            check_writable(settings.out, option)  # a file in the way costs seconds, not a training run
+        with _run_lock(ranks, settings.out, option, trainer):
             ckpt.seed_everything(settings.seed)
             task = build_task(config, ranks)
             return Loop(task, settings, ranks, trainer, config, resume).run()
