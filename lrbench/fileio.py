@@ -100,6 +100,26 @@ def make_temp_dir(parent: Path, name: str) -> Path:
     return folder
 
 
+def swap_into_place(folder: Path, target: Path) -> Path:
+    """Rename the complete ``folder`` to ``target``; an existing ``target`` is first renamed to
+    ``.NAME.old-PID``, whose path is returned for the caller to remove once the swap is done.
+
+    If the second rename fails, the previous ``target`` is put back. A process killed between the two
+    renames leaves the previous output whole in ``.NAME.old-PID`` (``dead_siblings(target, "old")`` finds it).
+    """
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    try:
+        if target.exists():
+            os.replace(target, old)
+        os.replace(folder, target)
+    except BaseException:
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        raise
+    return old
+
+
 def dead_siblings(target: Path, kind: str = "tmp") -> list[Path]:
     """The ``.NAME.KIND-PID…`` siblings of ``target`` (``make_temp_dir``'s folders for kind ``tmp``) whose
     process is gone: the debris of a writer that was killed, safe to remove."""

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, UsageError, brief_list
-from .fileio import OutputLock, check_writable, dead_siblings, make_temp_dir, write_atomic
+from .fileio import OutputLock, check_writable, dead_siblings, make_temp_dir, swap_into_place, write_atomic
 from .progress import warn
 
 # What a run directory holds: the data files, then the files ``report.render`` adds.
@@ -160,7 +160,6 @@ def write_run(run: RunData, out: Path, overwrite: bool = False, render: Callable
     check_run_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, out.name)
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
     try:
         write_atomic(tmp / MANIFEST, json.dumps(run.manifest, indent=2, default=_json_default) + "\n")
         for name, table in ((RESULTS, run.results), (FOLDS, run.folds), (ROC, run.roc)):
@@ -169,13 +168,9 @@ def write_run(run: RunData, out: Path, overwrite: bool = False, render: Callable
         run.path = out
         if render is not None:
             render(run, tmp)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
+        old = swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            os.replace(old, out)
         raise
     _remove(old)
     return out

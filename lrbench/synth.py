@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import UsageError
+from .fileio import make_temp_dir, swap_into_place
 
 GENERATOR_VERSION = 1  # stored in synth.json; bump when the images change so old datasets are regenerated
 JPEG_QUALITY = 92
@@ -115,13 +115,14 @@ def synthesize(
     if stored is None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not a synthetic dataset (no synth.json); refusing to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    build = make_temp_dir(out.parent, out.name)
     try:
         _write_all(build, params, progress)
-        _swap_into_place(build, out)
+        old = swap_into_place(build, out)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return paths
 
 
@@ -148,17 +149,6 @@ def _stored_params(out: Path) -> dict | None:
         return json.loads((out / "synth.json").read_text())
     except (OSError, ValueError):
         return None
-
-
-def _swap_into_place(build: Path, out: Path) -> None:
-    """Rename ``build`` to ``out``; an old ``out`` is moved aside first and deleted after."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / "data")
-    os.replace(build, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_all(root: Path, params: dict, progress: ProgressCallback | None) -> None:

@@ -398,3 +398,11 @@ def test_writing_a_run_over_a_file_is_refused_by_write_run_itself(a_run, tmp_pat
     (tmp_path / "taken").write_text("")
     with pytest.raises(UsageError, match="is a file, not a run directory"):
         write_run(load_run(a_run), tmp_path / "taken", overwrite=True)
+
+
+def test_a_synthetic_dataset_gets_the_umask(tmp_path, umask):
+    from lrbench.synth import synthesize
+
+    synthesize(tmp_path / "synth", pairs_per_fold=1, people_per_fold=2, images_per_person=2, folds=2,
+               train_identities=1, train_images_per_identity=1)
+    assert modes(tmp_path / "synth") == {("dir", 0o777 & ~umask), ("file", 0o666 & ~umask)}
