@@ -17,7 +17,7 @@ from . import __version__, registry
 from .errors import LrbenchError, UsageError
 from .options import stack_options
 from .plugins import list_plugins, load_plugins, load_plugins_dir
-from .progress import stderr_console
+from .progress import LINE_INTERVAL_S, ProgressMode, progress_mode, stderr_console
 
 
 class LrbenchGroup(click.Group):
@@ -87,16 +87,21 @@ _backbone_on_data = stack_options(
     click.option("--channels-last/--no-channels-last", default=None,
                  help="NHWC memory format (default: on for CUDA)."),
     click.option("--compile", is_flag=True, help="torch.compile the network first (pays off on long sweeps)."),
-    click.option("--batch-size", default=128, show_default=True, type=int),
+    click.option("--batch-size", default="auto", show_default=True,
+                 help="Faces per batch (each with its mirror image), or auto: the fastest, measured on the first "
+                 "batches and remembered in the cache folder per backbone, device and precision."),
     click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
                  help="Threads decoding and aligning images."),
     click.option("--cache-dir", type=click.Path(path_type=Path),
                  help="Crop cache folder (default ~/.cache/lrbench or $LRBENCH_CACHE_DIR)."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the crop cache."),
+    click.option("--quiet", "-q", is_flag=True,
+                 help="No progress on stderr (otherwise a bar at a terminal, or else a line per stage and every "
+                 f"{LINE_INTERVAL_S:g} s)."),
 )
 
 
-def _settings(options: dict, show_progress: bool):
+def _settings(options: dict, show_progress: ProgressMode):
     """EvalSettings from the shared options (consumed from ``options``)."""
     from .engine import EvalSettings
 
@@ -138,7 +143,7 @@ def run(ctx, **options):
             if ctx.get_parameter_source(key) is click.core.ParameterSource.DEFAULT:
                 options[key] = value
     as_json, out, overwrite = options.pop("as_json"), options.pop("out"), options.pop("overwrite")
-    settings = _settings(options, show_progress=not as_json and sys.stderr.isatty())
+    settings = _settings(options, show_progress=progress_mode(options.pop("quiet")))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = out or Path("runs") / f"{stamp}-{settings.backbone}-{Path(settings.protocol).stem}"
     with claim_run_dir(out, overwrite, command=_command_line()):
@@ -167,7 +172,7 @@ def embed(**options):
     check_writable(out, "--out", folder=False)
     with OutputLock(out, "--out", command=_command_line()):
         _check_embedding_target(out, overwrite)
-        arrays = embed_features(_settings(options, show_progress=sys.stderr.isatty()))
+        arrays = embed_features(_settings(options, show_progress=progress_mode(options.pop("quiet"))))
         write_atomic(out, lambda handle: np.savez(handle, **arrays))
     shapes = ", ".join(f"DF {df}: {arrays[f'features_df{df}'].shape}" for df in arrays["dfs"])
     click.echo(f"wrote {out} ({len(arrays['images'])} images; {shapes})")

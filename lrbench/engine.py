@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from . import registry
+from .allocator import tune_allocator
+from .batching import BatchSizer, memory_key, parse_batch_size
 from .crops import default_cache_dir, load_crops
 from .degrade import parse_dfs, probe_size
 from .errors import DataError, UsageError
@@ -23,7 +25,7 @@ from .options import parse_options
 from .pairs import ProtocolDefinition
 from .plugins import plugin_origin
 from .precision import PRECISIONS, autocast_for, require_finite
-from .progress import progress_bar
+from .progress import ProgressMode, progress_bar
 from .ranges import parse_ranges
 from .results import RunData, definitions
 from .specs import FLIP_FUSIONS, BackboneSpec, DegradationSpec, InputSpec, PairSet, ProtocolSpec
@@ -58,11 +60,11 @@ class EvalSettings:
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False
     preset: str = "lrbench"  # "seed": evaluate with the backbone's seed-project input normalisation
-    batch_size: int = 128
+    batch_size: int | str = "auto"  # faces per batch, or auto: measured once and remembered (batching.py)
     label: str | None = None  # the run's name in reports; None: backbone and weights file
     workers: int = 2
     cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no crop cache
-    show_progress: bool = True
+    show_progress: ProgressMode | bool = "bar"  # bar, lines or off: see progress.progress_mode
 
 
 def resolve_device(name: str) -> torch.device:
@@ -101,17 +103,19 @@ class FeatureExtractor:
         spec: InputSpec,
         degrade,
         fusion: str,
-        batch_size: int,
+        batch_size: int | str | BatchSizer,
         device: torch.device,
-        show_progress: bool = True,
+        show_progress: ProgressMode | bool = "bar",
         precision: str = "fp32",
         channels_last: bool = False,
     ):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=self.memory_format).eval()
         self.crops, self.spec, self.degrade = crops, spec, degrade
-        self.fusion, self.batch_size, self.device = fusion, batch_size, device
+        self.fusion, self.device = fusion, device
+        self.batching = batch_size if isinstance(batch_size, BatchSizer) else BatchSizer.choose(batch_size, None, None)
         self.show_progress = show_progress
+        self._stage_time: dict[int, tuple[int, float]] = {}  # df → faces computed, seconds
         self.precision = precision
         self.autocast = autocast_for(device, precision)
         self._hr: torch.Tensor | None = None
@@ -140,13 +144,31 @@ class FeatureExtractor:
     def _compute(self, df: int, rows: np.ndarray) -> torch.Tensor:
         chunks = []
         with progress_bar(f"features DF {df}", len(rows), self.show_progress) as steps:
-            for start in range(0, len(rows), self.batch_size):
-                batch_rows = rows[start : start + self.batch_size]
-                chunks.append(self.embed(torch.from_numpy(np.ascontiguousarray(self.crops[batch_rows])), df).cpu())
+            for batch_rows, batch_features in self.batching.batches(rows, partial(self._embed_rows, df)):
+                chunks.append(batch_features)
                 steps.advance(len(batch_rows))
+        faces, seconds = self._stage_time.get(df, (0, 0.0))
+        self._stage_time[df] = (faces + steps.done, seconds + steps.elapsed)
         features = torch.cat(chunks)
         require_finite(features, f"features at DF {df}", self.precision)
         return features
+
+    def stage_timings(self) -> dict[str, dict]:
+        """Per DF: faces whose features were computed, seconds, and speed counting each face once
+        (``faces_per_s``) and counting its mirror image too where that also went through the network."""
+        images_per_face = 1 if self.fusion == "none" else 2
+        return {
+            str(df): {
+                "faces": faces,
+                "s": seconds,
+                "faces_per_s": _per_s(faces, seconds),
+                "network_images_per_s": _per_s(faces * images_per_face, seconds),
+            }
+            for df, (faces, seconds) in self._stage_time.items()
+        }
+
+    def _embed_rows(self, df: int, rows: np.ndarray) -> torch.Tensor:
+        return self.embed(torch.from_numpy(np.ascontiguousarray(self.crops[rows])), df).cpu()
 
     def embed(self, crops: torch.Tensor, df: int) -> torch.Tensor:
         """Fused features of an (N, H, W, 3) uint8 batch of crops degraded at ``df``."""
@@ -160,6 +182,10 @@ class FeatureExtractor:
         if self.fusion == "none":
             return feats
         return fuse(*feats.chunk(2), self.fusion)
+
+
+def _per_s(count: int, seconds: float) -> float | None:
+    return round(count / seconds, 1) if seconds > 0 else None
 
 
 def score_pairs(a: torch.Tensor, b: torch.Tensor, metric: str) -> np.ndarray:
@@ -198,7 +224,7 @@ class Prepared:
     device: torch.device
     extractor: FeatureExtractor
     cache: dict
-    timings: dict[str, float]
+    timings: dict  # seconds per stage, and images per second
     backbone_options: dict  # every option build() was called with, defaults included
     origins: dict[str, dict]  # backbone, degradation, protocol → plugin, distribution, version (or file)
     weights_file: Path | None  # the file the network's weights came from, also a default one
@@ -219,7 +245,9 @@ class Prepared:
                 "dfs": self.dfs,
                 "fusion": self.fusion,
                 "device": str(self.device),
+                "batch_size": self.extractor.batching.size or settings.batch_size,  # the number auto chose
             },
+            "batching": self.extractor.batching.describe(),
             "input": self.input_spec.describe(),
             "degradation": {
                 "name": self.degradation.name,
@@ -252,6 +280,7 @@ class Prepared:
                 None if self.report_folds is None else [fold + 1 for fold in self.report_folds],
             ),
             "citation": self.protocol.citation,
+            "allocator": tune_allocator(),
             "timings": self.timings,
         }
 
@@ -265,8 +294,7 @@ def _check(settings: EvalSettings) -> None:
             raise UsageError(f"{flag} {getattr(settings, name)}: choose one of {', '.join(allowed)}")
     if settings.fusion is not None and settings.fusion not in FLIP_FUSIONS:
         raise UsageError(f"--fusion {settings.fusion}: choose one of {', '.join(FLIP_FUSIONS)}")
-    if settings.batch_size < 1:
-        raise UsageError(f"--batch-size {settings.batch_size}: must be at least 1")
+    parse_batch_size(settings.batch_size)
 
 
 def _check_threshold_rule(settings: EvalSettings, backbone: BackboneSpec, plugin: str) -> None:
@@ -304,6 +332,7 @@ def _report_folds(text: str | None, pairs: PairSet) -> list[int] | None:
 def prepare(settings: EvalSettings) -> Prepared:
     """Resolve names, parse the protocol, build the network and decode/align (or load) every unique crop."""
     _check(settings)
+    tune_allocator()
     backbone_entry = registry.entry("backbone", settings.backbone)
     backbone = backbone_entry.spec
     _check_threshold_rule(settings, backbone, backbone_entry.plugin)
@@ -325,7 +354,7 @@ def prepare(settings: EvalSettings) -> Prepared:
     degradation_options = degradation.effective_options(
         parse_options(degradation, settings.degradation_options, "--degradation-option")
     )
-    timings: dict[str, float] = {}
+    timings: dict = {}
 
     started = time.perf_counter()
     pairs = protocol.load(Path(settings.data), settings.pairs)
@@ -352,18 +381,23 @@ def prepare(settings: EvalSettings) -> Prepared:
         show_progress=settings.show_progress,
     )
     timings["decode_align_s"] = time.perf_counter() - started
+    # a cache hit makes this the cache's read speed (data.crop_cache.hit says which)
+    timings["decode_align_images_per_s"] = _per_s(len(pairs.images), timings["decode_align_s"])
 
     if settings.compile:
         model = torch.compile(model)
     fusion = settings.fusion or backbone.flip_fusion
     channels_last = device.type == "cuda" if settings.channels_last is None else settings.channels_last
+    mirrored = fusion != "none"
+    key = memory_key(backbone.name, options, template.size, device, settings.precision, channels_last, settings.compile,
+                     mirrored)
     extractor = FeatureExtractor(
         model,
         crops,
         input_spec,
         partial(degradation.apply, **degradation_options),
         fusion,
-        settings.batch_size,
+        BatchSizer.choose(settings.batch_size, key, settings.cache_dir),
         device,
         settings.show_progress,
         settings.precision,
@@ -437,6 +471,7 @@ def evaluate(settings: EvalSettings) -> RunData:
         for fold, acc, threshold in zip(result.fold_ids, result.fold_accuracy, result.fold_threshold):
             fold_rows.append({"df": df, "fold": int(fold) + 1, "accuracy": acc, "threshold": threshold})
         roc_rows.extend({"df": df, "fpr": f, "tpr": t} for f, t in zip(result.roc_fpr, result.roc_tpr))
+    timings["features_by_df"] = extractor.stage_timings()
     return RunData.from_sweep(prepared.manifest(), rows, fold_rows, roc_rows, scores, pairs)
 
 
@@ -444,11 +479,8 @@ def embed(settings: EvalSettings) -> dict[str, np.ndarray]:
     """Features of every unique image of the protocol at each DF, as arrays for ``np.savez``."""
     prepared = prepare(settings)
     every = np.arange(len(prepared.pairs.images))
-    arrays = {
-        "images": np.asarray(prepared.pairs.images),
-        "dfs": np.asarray(prepared.dfs),
-        "manifest": np.asarray(json.dumps(prepared.manifest(), default=str)),
-    }
+    arrays = {"images": np.asarray(prepared.pairs.images), "dfs": np.asarray(prepared.dfs)}
     for df in prepared.dfs:
         arrays[f"features_df{df}"] = prepared.extractor.features(df, every).numpy().astype(np.float32)
+    arrays["manifest"] = np.asarray(json.dumps(prepared.manifest(), default=str))  # after: it says the batch used
     return arrays

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import registry
+from ..allocator import tune_allocator
 from ..crops import default_cache_dir
 from ..degrade import parse_dfs
 from ..errors import UsageError
@@ -284,6 +285,7 @@ class Loop:
             "loss_last": self.history[-1]["loss"] if self.history else None,
             "best_validation": self.best,
             "weights_sha256_per_rank": digests,
+            "allocator": tune_allocator(),
             **self.task.summary(),
         }
         if self.ranks.main:
@@ -483,6 +485,7 @@ def train(
     The main process holds a lock on the run folder from before anything is built or written, so a second
     trainer given the same folder is refused instead of mixing its checkpoints and log lines in.
     """
+    tune_allocator()
     ranks = distributed.start(settings.device)
     try:
         check_settings(settings, ranks.world)

@@ -1,0 +1,177 @@
+"""--batch-size auto: measured on the run's first crops, remembered in the cache folder, recorded in the manifest."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lrbench import batching
+from lrbench.batching import BatchSizer
+from lrbench.cli import cli
+
+
+@pytest.fixture(autouse=True)
+def small_candidates(monkeypatch):
+    """Candidates the synthetic set (82 unique images) always climbs through completely: 2 + 2 × (2 + 4 + 8) faces."""
+    monkeypatch.setattr(batching, "CANDIDATES", (2, 4, 8))
+    monkeypatch.setattr(batching, "MIN_SECONDS", 0.0)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def run(data, out, cache, *extra):
+    """``lrbench run`` of the LBP baseline; returns the manifest and what went to stderr."""
+    result = invoke("run", "-b", "lbp", "--data", data, "--out", out, "--workers", 1, "--cache-dir", cache, *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "manifest.json").read_text()), result.stderr
+
+
+def remembered(cache):
+    return json.loads((cache / batching.MEMORY_FILE).read_text())["choices"]
+
+
+def test_auto_is_the_default_and_the_measured_choice_is_recorded(synth_data, tmp_path):
+    manifest, _ = run(synth_data.lfw_root, tmp_path / "run", tmp_path / "cache")
+    chosen = manifest["batching"]
+    assert chosen["chosen"] == "measured" and manifest["settings"]["batch_size"] == chosen["batch_size"]
+    assert chosen["batch_size"] in (2, 4, 8)
+    assert set(chosen["images_per_s"]) <= {"2", "4", "8"} and all(r > 0 for r in chosen["images_per_s"].values())
+    assert str(chosen["batch_size"]) in chosen["images_per_s"]
+    assert chosen["key"]["backbone"] == "lbp" and chosen["key"]["precision"] == "fp32"
+    [entry] = remembered(tmp_path / "cache").values()
+    assert entry["batch_size"] == chosen["batch_size"] and entry["key"] == chosen["key"]
+    assert chosen["memory_file"] == str(tmp_path / "cache" / batching.MEMORY_FILE)
+
+
+def test_an_explicit_batch_size_wins_and_measures_nothing(synth_data, tmp_path):
+    manifest, _ = run(synth_data.lfw_root, tmp_path / "run", tmp_path / "cache", "--batch-size", 5)
+    assert manifest["settings"]["batch_size"] == 5
+    assert manifest["batching"] == {"batch_size": 5, "chosen": "explicit"}
+    assert not (tmp_path / "cache" / batching.MEMORY_FILE).exists()
+
+
+def test_the_remembered_choice_is_reused_and_measured_again_when_the_precision_changes(synth_data, tmp_path):
+    data, cache = synth_data.lfw_root, tmp_path / "cache"
+    first, _ = run(data, tmp_path / "a", cache)
+    memory = cache / batching.MEMORY_FILE
+    choices = remembered(cache)
+    [key] = choices
+    choices[key]["batch_size"] = 3  # no candidate: only the file can have said 3
+    memory.write_text(json.dumps({"format": batching.FORMAT, "choices": choices}))
+    second, _ = run(data, tmp_path / "b", cache)
+    assert second["settings"]["batch_size"] == 3
+    assert second["batching"]["chosen"] == "remembered" and second["batching"]["memory_file"] == str(memory)
+    assert second["batching"]["images_per_s"] == first["batching"]["images_per_s"]
+    third, _ = run(data, tmp_path / "c", cache, "--precision", "bf16")
+    assert third["batching"]["chosen"] == "measured" and third["batching"]["key"]["precision"] == "bf16"
+    assert sorted(entry["key"]["precision"] for entry in remembered(cache).values()) == ["bf16", "fp32"]
+
+
+def test_without_a_cache_the_batch_size_is_measured_each_time_and_nothing_is_written(synth_data, tmp_path):
+    for out in (tmp_path / "a", tmp_path / "b"):
+        result = invoke("run", "-b", "lbp", "--data", synth_data.lfw_root, "--out", out, "--workers", 1, "--no-cache")
+        assert result.exit_code == 0, result.output
+        chosen = json.loads((out / "manifest.json").read_text())["batching"]
+        assert chosen["chosen"] == "measured" and chosen["memory_file"] is None
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("{not json", "damaged JSON"), ('{"format": "something else", "choices": {}}', "not an lrbench batch-size file"),
+     ('{"format": "lrbench batch sizes 1", "choices": {"k": {"batch_size": 0}}}', "not an lrbench batch-size file")],
+)
+def test_a_damaged_or_foreign_memory_file_warns_once_and_is_rewritten(synth_data, tmp_path, content, problem):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / batching.MEMORY_FILE).write_text(content)
+    manifest, stderr = run(synth_data.lfw_root, tmp_path / "run", cache)
+    warnings = [line for line in stderr.splitlines() if batching.MEMORY_FILE in line]
+    assert len(warnings) == 1 and "warning:" in warnings[0] and problem in warnings[0], stderr
+    assert manifest["batching"]["chosen"] == "measured"
+    [entry] = remembered(cache).values()
+    assert entry["batch_size"] == manifest["settings"]["batch_size"]
+
+
+def test_features_with_auto_equal_features_with_an_explicit_batch(synth_data, tmp_path):
+    """The measurement batches are the run's own batches: only floating-point order could differ."""
+    arrays = {}
+    for name, batch in (("auto", "auto"), ("explicit", 128)):
+        out = tmp_path / f"{name}.npz"
+        result = invoke("embed", "-b", "sphereface", "-w", "random", "--option", "depth=4", "--option", "width=0.25",
+                        "--data", synth_data.lfw_root, "--df", "1,4", "--workers", 1, "--no-cache",
+                        "--batch-size", batch, "--out", out)
+        assert result.exit_code == 0, result.output
+        arrays[name] = np.load(out)
+    assert json.loads(str(arrays["auto"]["manifest"]))["batching"]["chosen"] == "measured"
+    for df in (1, 4):
+        auto, explicit = arrays["auto"][f"features_df{df}"], arrays["explicit"][f"features_df{df}"]
+        assert auto.shape == explicit.shape and np.abs(auto - explicit).max() < 1e-5
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc", "2.5"])
+def test_a_batch_size_that_is_neither_a_positive_number_nor_auto_is_refused(synth_data, tmp_path, value):
+    result = invoke("run", "-b", "lbp", "--data", synth_data.lfw_root, "--out", tmp_path / "run",
+                    "--batch-size", value)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: --batch-size {value}: "), result.stderr
+    assert "auto" in lines[0] and not (tmp_path / "run").exists()
+
+
+class FakeCuda:
+    """A network on a pretend GPU: faster per face at larger batches, out of memory above ``fits`` faces."""
+
+    def __init__(self, monkeypatch, fits: int):
+        self.now, self.fits, self.emptied, self.calls = 0.0, fits, 0, []
+        monkeypatch.setattr(batching, "perf_counter", lambda: self.now)
+        monkeypatch.setattr(torch.cuda, "empty_cache", self.empty_cache)
+
+    def empty_cache(self):
+        self.emptied += 1
+
+    def compute(self, rows: np.ndarray) -> torch.Tensor:
+        self.calls.append(len(rows))
+        if len(rows) > self.fits:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
+        self.now += 0.05 + 0.0005 * len(rows)  # a fixed cost per batch: larger batches are faster
+        return torch.as_tensor(rows, dtype=torch.float32)[:, None]
+
+
+def run_all(sizer: BatchSizer, fake: FakeCuda, n: int) -> np.ndarray:
+    rows = np.arange(n)
+    out = [features for _, features in sizer.batches(rows, fake.compute)]
+    return torch.cat(out)[:, 0].numpy()
+
+
+def test_running_out_of_cuda_memory_steps_down_to_the_largest_batch_that_fits(monkeypatch, tmp_path):
+    monkeypatch.setattr(batching, "CANDIDATES", (8, 16, 32, 64, 128))
+    fake = FakeCuda(monkeypatch, fits=32)
+    sizer = BatchSizer.choose("auto", {"device": "cuda"}, tmp_path)
+    assert np.array_equal(run_all(sizer, fake, 500), np.arange(500))  # every row once, in order
+    assert sizer.size == 32 and set(sizer.rates) == {8, 16, 32} and fake.emptied == 1
+    assert fake.calls.count(64) == 1 and 128 not in fake.calls  # one failed try, then no further climb
+    [entry] = json.loads((tmp_path / batching.MEMORY_FILE).read_text())["choices"].values()
+    assert entry["batch_size"] == 32
+
+
+def test_a_remembered_batch_that_no_longer_fits_steps_down_for_the_rest_of_the_run(monkeypatch, tmp_path):
+    monkeypatch.setattr(batching, "CANDIDATES", (8, 16, 32, 64, 128))
+    key = {"device": "cuda"}
+    memory = {"format": batching.FORMAT, "choices": {batching._key_text(key): {"batch_size": 64}}}
+    (tmp_path / batching.MEMORY_FILE).write_text(json.dumps(memory))
+    fake = FakeCuda(monkeypatch, fits=16)  # another process holds memory now
+    sizer = BatchSizer.choose("auto", key, tmp_path)
+    assert sizer.how == "remembered"
+    assert np.array_equal(run_all(sizer, fake, 100), np.arange(100))
+    assert sizer.size == 16 and sizer.stepped_down == [32, 16] and fake.emptied == 2
+    assert sizer.describe()["stepped_down_to"] == [32, 16]
+
+
+def test_an_explicit_batch_that_does_not_fit_fails_as_asked(monkeypatch):
+    fake = FakeCuda(monkeypatch, fits=16)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run_all(BatchSizer.choose(64, None, None), fake, 100)
