@@ -92,10 +92,8 @@ def naive_run(settings: EvalSettings, spec, model, device, df: int) -> np.ndarra
 def bare_forward(spec, model, crops: np.ndarray, settings: EvalSettings, device, batch_size: int) -> float:
     """Seconds for the network alone on every unique crop and its mirror, inputs already on the device."""
     memory = torch.channels_last if settings.channels_last else torch.contiguous_format
-    inputs = [
-        spec.input.normalise(torch.from_numpy(np.array(crops[i : i + batch_size])).to(device).permute(0, 3, 1, 2).float())
-        for i in range(0, len(crops), batch_size)
-    ]
+    batches = (torch.from_numpy(np.array(crops[i : i + batch_size])) for i in range(0, len(crops), batch_size))
+    inputs = [spec.input.normalise(batch.to(device).permute(0, 3, 1, 2).float()) for batch in batches]
     inputs = [torch.cat([x, x.flip(3)]).contiguous(memory_format=memory) for x in inputs]
     model = model.to(device, memory_format=memory)
     autocast = autocast_for(device, settings.precision)
