@@ -243,7 +243,7 @@ def test_weights_that_give_nan_features_are_one_clear_error(data, tmp_path):
     state["fc5.bias"][0] = float("nan")
     torch.save(state, tmp_path / "nan.pt")
     result = invoke("run", "-b", "sphereface", "--weights", tmp_path / "nan.pt", "--option", "depth=4",
-                    "--data", data, "--out", tmp_path / "out")
+                    "--data", data, "--out", tmp_path / "out", "--quiet")
     one_line_error(result, 1, "features at DF 1: NaN or infinite values under --precision fp32")
     assert not (tmp_path / "out").exists()
 
