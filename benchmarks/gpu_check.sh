@@ -31,7 +31,7 @@ echo "== device"; nvidia-smi --query-gpu=name,memory.total,driver_version --form
 
 if [[ $SECTIONS == *" tests "* ]]; then
   echo "== tests that touch devices"
-  timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_registry.py
+  timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_registry.py tests/test_batching.py
 fi
 
 if [[ $SECTIONS == *" speed "* ]]; then
@@ -40,6 +40,9 @@ if [[ $SECTIONS == *" speed "* ]]; then
     timeout 100 "$PY" benchmarks/bench_speed.py --folds 2 "${DATA[@]}" --device cuda --batch-size 256 \
       --precision "$precision"
   done
+  echo "== speed: sphere20, --batch-size auto (the climb should reach 512-1024 faces on a GPU), bf16"
+  timeout 100 "$PY" benchmarks/bench_speed.py --folds 2 "${DATA[@]}" --device cuda --batch-size auto \
+    --precision bf16 --bare-batches 128,256,512,1024
   if [ -n "${DLIB:-}" ]; then
     echo "== speed: dlib-resnet, batch 256, bf16"
     timeout 100 "$PY" benchmarks/bench_speed.py --folds 2 "${DATA[@]}" --backbone dlib-resnet --weights "$DLIB" \
