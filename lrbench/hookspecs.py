@@ -31,5 +31,10 @@ def register_trainers(register):
 
 
 @hookspec
+def register_detectors(register):
+    """Register face detectors: ``register(DetectorSpec(...))``."""
+
+
+@hookspec
 def register_commands(cli):
     """Add subcommands to the ``lrbench`` click group."""

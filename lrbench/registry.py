@@ -93,3 +93,7 @@ def degradation(name: str):
 
 def protocol(name: str):
     return get("protocol", name)
+
+
+def detector(name: str):
+    return get("detector", name)

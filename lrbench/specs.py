@@ -201,6 +201,41 @@ class ProtocolSpec:
 
 
 @dataclass(frozen=True)
+class Face:
+    """One detected face in an image's pixel coordinates.
+
+    ``box`` is (x1, y1, x2, y2); ``score`` the detector's confidence in 0…1; ``points`` the (5, 2) landmarks
+    in lrbench's order: left eye, right eye, nose tip, left and right mouth corner, where "left" means as in
+    the landmark files and crop templates: the point on the image's left (smaller x) in an upright face.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    points: Any  # np.ndarray (5, 2) float
+
+
+@dataclass(frozen=True)
+class DetectorSpec(_Options):
+    """A face detector: ``build(weights, device, **options)`` returns a callable ``detect(images)``.
+
+    ``images`` is a list of (H, W, 3) uint8 RGB arrays of any sizes; ``detect`` returns, for each image, the
+    list of ``Face`` found in it (empty when there is none). ``weights`` is None (the detector's packaged
+    default) or the file the user passed to ``--detector-weights``; ``device`` a ``torch.device``. ``options``
+    declares the keyword options (``--detector-option name=value``) with their defaults; lrbench passes all
+    of them, and they key the detection cache. A detector whose default weights come from files records
+    their paths as the returned callable's ``weights_files`` attribute, for the manifest and the cache key.
+    """
+
+    name: str
+    build: Callable[..., Callable[[list], list[list[Face]]]]
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._check_options("detector", "build", self.build)
+
+
+@dataclass(frozen=True)
 class TrainerSpec:
     """A training procedure: ``command`` is the click command that ``lrbench train <name>`` runs."""
 
