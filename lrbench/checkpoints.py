@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,9 +57,35 @@ def _is_text(head: bytes) -> bool:
     return all(char.isprintable() or char in "\t\n\r\f\v" for char in text)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file (``weights_only``), unwrapped from common containers and prefixes."""
-    path = Path(path)
+def read_state_dict(
+    source: str | Path | Mapping[str, Any], key: str | Sequence[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint, unwrapped from its container and from wrapper prefixes.
+
+    ``source`` is a checkpoint file (read with ``weights_only``) or a mapping already loaded (e.g. a plugin's
+    own reader's output). ``key`` names the container entry that holds the weights (``"net_state_dict"``) or
+    candidates tried in order; without it the common ones (``STATE_KEYS``) are tried and a bare state dict is
+    taken as it is. A named key that is absent is an error listing the keys the checkpoint has.
+    """
+    if isinstance(source, Mapping):
+        loaded, where = dict(source), "the given state dict"
+    else:
+        loaded, where = _load_checkpoint(Path(source)), str(source)
+    if isinstance(loaded, dict):
+        candidates = STATE_KEYS if key is None else (key,) if isinstance(key, str) else tuple(key)
+        found = next((k for k in candidates if isinstance(loaded.get(k), Mapping)), None)
+        if found is not None:
+            loaded = dict(loaded[found])
+        elif key is not None:
+            present = ", ".join(map(str, list(loaded)[:_SHOWN])) or "none"
+            raise DataError(f"{where}: no {' or '.join(map(repr, candidates))} entry holding weights; keys: {present}")
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise DataError(f"{where}: not a state dict (expected a mapping of parameter names to tensors)")
+    return strip_prefixes(loaded)
+
+
+def _load_checkpoint(path: Path) -> Any:
+    """What ``torch.load`` finds in ``path`` (weights only); files that cannot be checkpoints are one-line errors."""
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint file")
     check_weights_file(path, "a PyTorch checkpoint")
@@ -74,14 +102,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from .training.checkpoint import verified  # an lrbench training checkpoint: refuse a damaged one
 
         loaded = verified(loaded, path)
-    if isinstance(loaded, dict):
-        for key in STATE_KEYS:
-            if isinstance(loaded.get(key), dict):
-                loaded = loaded[key]
-                break
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise DataError(f"{path}: not a state dict (expected a mapping of parameter names to tensors)")
-    return strip_prefixes(loaded)
+    return loaded
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -134,17 +155,19 @@ def compare(model: torch.nn.Module, state: dict[str, torch.Tensor], ignore: tupl
 
 def load_weights(
     model: torch.nn.Module,
-    path: str | Path,
+    source: str | Path | Mapping[str, Any],
     layouts: tuple[CheckpointLayout, ...] = (),
     ignore: tuple[str, ...] = (),
+    key: str | Sequence[str] | None = None,
 ) -> str:
     """Load a checkpoint in the model's own layout or any of ``layouts``; returns the layout's name.
 
-    Keys starting with ``ignore`` (e.g. a classifier head that evaluation does not use) may be present
-    or absent. When no layout fits, the error shows the mismatch of the closest one. The model records
-    the file as its ``weights_file`` attribute, which the run manifest reports with its SHA-256.
+    ``source`` and ``key`` are as for ``read_state_dict``. Keys starting with ``ignore`` (e.g. a classifier
+    head that evaluation does not use) may be present or absent. When no layout fits, the error shows the
+    mismatch of the closest one. Loaded from a file, the model records it as its ``weights_file`` attribute,
+    which the run manifest reports with its SHA-256.
     """
-    state = read_state_dict(path)
+    state = read_state_dict(source, key)
     candidates = [("native", state)]
     candidates += [(layout.name, layout.convert(state)) for layout in layouts if layout.renames.keys() & state.keys()]
     best_name, best = None, None
@@ -153,13 +176,15 @@ def load_weights(
         mismatch = compare(model, converted)
         if mismatch.size == 0:
             model.load_state_dict(converted, strict=True)
-            model.weights_file = Path(path).resolve()  # for the run manifest: the file this network holds
+            if not isinstance(source, Mapping):
+                model.weights_file = Path(source).resolve()  # for the run manifest: the file this network holds
             return name
         if best is None or mismatch.size < best.size:
             best_name, best = name, mismatch
     layouts_tried = ", ".join(name for name, _ in candidates)
+    where = "the given state dict" if isinstance(source, Mapping) else str(source)
     error = DataError(
-        f"{path}: checkpoint fits none of the layouts ({layouts_tried}); closest is {best_name!r} "
+        f"{where}: checkpoint fits none of the layouts ({layouts_tried}); closest is {best_name!r} "
         f"with {len(best.missing)} missing, {len(best.unexpected)} unexpected, {len(best.misshaped)} mis-shaped keys"
     )
     error.details = best.table()
