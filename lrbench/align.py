@@ -63,8 +63,8 @@ def check_image_size(size: tuple[int, int]) -> None:
 def check_landmarks(landmarks: np.ndarray, size: tuple[int, int]) -> None:
     """Refuse, with AlignmentError naming the reason, five points that cannot give a meaningful crop of an
     image of ``size`` (width, height): an image too small for a face, a point far outside the image, points
-    that all coincide, or eyes too close to tell apart. Anything these let through has a well-defined
-    similarity transform."""
+    that all coincide, eyes too close to tell apart, or eyes in mirrored order. Anything these let through
+    has a well-defined similarity transform onto a face the right way round."""
     check_image_size(size)
     width, height = size
     points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
@@ -84,6 +84,24 @@ def check_landmarks(landmarks: np.ndarray, size: tuple[int, int]) -> None:
     if eyes < MIN_EYE_DISTANCE:
         raise AlignmentError(
             f"the eyes are {eyes:.3g} px apart, too close to tell apart (at least {MIN_EYE_DISTANCE:g} px)"
+        )
+    _check_eye_order(points)
+
+
+def _check_eye_order(points: np.ndarray) -> None:
+    """Refuse eyes listed right eye first. Going from the left eye to the right eye, the mouth lies to the
+    right-hand side in image coordinates (y down) however the face is rotated, even upside down; mirrored
+    points put it on the other side, and no rotation (all a similarity transform may do) can undo that:
+    the crop would come out upside down. Real faces are far from the boundary (on LFW the angle's sine is
+    at least 0.95), so its sign alone decides."""
+    eye_line = points[1] - points[0]
+    downwards = (points[3] + points[4]) / 2 - (points[0] + points[1]) / 2
+    if eye_line[0] * downwards[1] - eye_line[1] * downwards[0] < 0:
+        (lx, ly), (rx, ry) = points[0], points[1]
+        raise AlignmentError(
+            f"the eyes are in mirrored order: the left eye ({lx:.6g}, {ly:.6g}) is on the face's right of the "
+            f"right eye ({rx:.6g}, {ry:.6g}); the order is left eye, right eye, nose, left and right mouth corner, "
+            "'left' being the point on the image's left in an upright face"
         )
 
 

@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from . import __version__, registry
+from .compare import compare
+from .console import print_entries, stdout_console, unclipped_table
 from .errors import LrbenchError, UsageError
 from .options import stack_options
+from .pairmaker import pairs
 from .plugins import list_plugins, load_plugins, load_plugins_dir
 from .progress import LINE_INTERVAL_S, ProgressMode, progress_mode, stderr_console
 
@@ -61,6 +62,20 @@ def _dfs_option(default: str):
                         help="Degradation factors: 8, 1-13 or 1,2,4,8 (relative to the backbone's crop).")
 
 
+def _detector_options(default: str | None):
+    """Which face detector finds the landmarks, with its options and weights."""
+    detector_help = ("Registered face detector (see `lrbench list detectors`)." if default else
+                     "Detect faces with this registered detector when there is no landmark file (e.g. mtcnn); "
+                     "detections are cached like crops.")
+    return stack_options(
+        click.option("--detector", default=default, show_default=bool(default), help=detector_help),
+        click.option("--detector-option", "detector_options", multiple=True, metavar="NAME=VALUE",
+                     help="A detector option (see `lrbench list detectors`); repeatable."),
+        click.option("--detector-weights", type=click.Path(path_type=Path),
+                     help="Weights file for the detector (default: the detector's own)."),
+    )
+
+
 # What every command that runs a backbone over a protocol's images needs (run, embed).
 _backbone_on_data = stack_options(
     click.option("--backbone", "-b", required=True, help="Registered backbone (see `lrbench list backbones`)."),
@@ -74,6 +89,7 @@ _backbone_on_data = stack_options(
     click.option("--landmarks", type=click.Path(path_type=Path),
                  help="5-point landmark file; default: landmarks.txt beside the pairs file."),
     click.option("--aligned", is_flag=True, help="Images are already aligned crops: resize only, no landmarks."),
+    _detector_options(None),
     click.option("--protocol", "-p", default="lfw-view2", show_default=True,
                  help="Registered protocol, or a protocol .toml file."),
     click.option("--degradation", "-d", default="bicubic", show_default=True, help="Registered degradation."),
@@ -178,6 +194,50 @@ def embed(**options):
     click.echo(f"wrote {out} ({len(arrays['images'])} images; {shapes})")
 
 
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="The landmark file to write; images without landmarks are listed in <stem>.noface.txt beside it.")
+@_detector_options("mtcnn")
+@click.option("--pick", type=click.Choice(["center", "largest", "score"]), default="center", show_default=True,
+              help="Which face to keep when there are several: nearest the image centre, largest, best score.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per batch.")
+@click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=click.IntRange(min=1),
+              help="Threads decoding images.")
+@click.option("--overwrite", is_flag=True, help="Detect again even if --out holds finished landmarks.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def landmarks(data, out, detector, detector_options, detector_weights, pick, device, batch_size, workers, overwrite,
+              quiet):
+    """Detect the five landmarks of every image under DATA (any depth) and write a landmark file.
+
+    Paths are relative to DATA. An interrupted call keeps what it detected; run the same command again to
+    continue.
+    """
+    from .detection import find_images, load_detector, without_landmarks_path, write_landmark_file
+    from .engine import resolve_device
+    from .errors import brief_list
+    from .fileio import OutputLock, check_writable
+    from .progress import warn
+
+    check_writable(out, "--out", folder=False)
+    images = find_images(data)
+    with OutputLock(out, "--out", command=_command_line()):
+        found = load_detector(detector, detector_weights, resolve_device(device), detector_options)
+        summary = write_landmark_file(data, images, out, found, pick=pick, batch_size=batch_size, workers=workers,
+                                      overwrite=overwrite, show_progress=progress_mode(quiet))
+    if summary.already_done:
+        click.echo(f"{out}: already holds the landmarks of {data} from these settings; nothing to do "
+                   "(--overwrite detects again)")
+        return
+    if summary.without:
+        first = [f"{rel} ({why})" for rel, why in summary.without.items()]
+        warn(f"{len(summary.without)} of {summary.images} images have no landmarks (listed in "
+             f"{without_landmarks_path(out)}): {brief_list(first, 3)}")
+    resumed = f"; {summary.resumed} from the interrupted call before" if summary.resumed else ""
+    click.echo(f"wrote {out}: landmarks of {summary.found} of {summary.images} images{resumed}")
+
+
 _EMBEDDING_ARRAYS = {"images", "dfs", "manifest"}
 
 
@@ -221,14 +281,9 @@ def _finish(run_data, out: Path, overwrite: bool, as_json: bool) -> None:
     if as_json:
         click.echo(results_json([run_data]))
     else:
-        console = _stdout_console()
+        console = stdout_console()
         console.print(console_table(run_data))
         console.print(f"run directory: {out}  (report: {out / 'report.html'})")
-
-
-def _stdout_console() -> Console:
-    """Rich console for results; wide enough for the results table when output goes to a file or pipe."""
-    return Console() if sys.stdout.isatty() else Console(width=120)
 
 
 def _versions() -> dict[str, str]:
@@ -282,7 +337,7 @@ def report(runs, out, as_json):
     if as_json:
         click.echo(results_json(loaded))
         return
-    console = _stdout_console()
+    console = stdout_console()
     for run_data in loaded:
         console.print(console_table(run_data))
     console.print(f"report: {target / 'report.html'}")
@@ -298,27 +353,31 @@ def plugins(include_builtin, hook, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="lrbench plugins" + ("" if include_builtin else " (--all adds built-ins)"))
-    for column in ("name", "distribution", "version", "hooks"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    cells = [
+        [
             row["name"],
             row["distribution"] or ("built-in" if row["builtin"] else "-"),
             row["version"] or __version__ if row["builtin"] else row["version"] or "-",
             ", ".join(row["hooks"]),
-        )
-    _stdout_console().print(table)
+        ]
+        for row in rows
+    ]
+    table = unclipped_table(
+        ["name", "distribution", "version", "hooks"], cells, whole=("name", "version"),
+        title="lrbench plugins" + ("" if include_builtin else " (--all adds built-ins)"),
+    )
+    stdout_console().print(table)
 
 
-_KINDS = ("backbone", "degradation", "protocol", "trainer")
+_KINDS = ("backbone", "degradation", "protocol", "trainer", "detector")
 
 
-def _describe(kind: str, spec) -> dict:
+def _describe(kind: str, spec, full: bool = False) -> dict:
+    """A registered component's key facts; ``full`` gives the complete input spec (for JSON)."""
     if kind == "backbone":
         return {
-            "input": f"{spec.input.template.name} {spec.input.channel_order}",
-            "embedding": spec.embedding_size(),
+            "input": _input_of(spec, full),
+            "embedding": "from the file" if spec.embedding_dim is None else spec.embedding_size(),
             "score": spec.metric,
             "flip fusion": spec.flip_fusion,
             "weights": "required" if spec.needs_weights else "optional",
@@ -326,22 +385,28 @@ def _describe(kind: str, spec) -> dict:
             "checkpoint layouts": ", ".join(spec.checkpoint_layouts),
             "description": spec.description,
         }
-    if kind == "degradation":
+    if kind in ("degradation", "detector"):
         return {"options": spec.options, "description": spec.description}
     if kind == "protocol":
         return {"description": spec.description, "expected": spec.expected}
     return {"description": spec.description}
 
 
+def _input_of(spec, full: bool):
+    if spec.specialise is not None:
+        return "chosen by --option preset=NAME (or template, channel_order, mean, std)"
+    return spec.input.describe() if full else f"{spec.input.template.name} {spec.input.channel_order}"
+
+
 @cli.command("list")
 @click.argument("kind", type=click.Choice([f"{k}s" for k in _KINDS]), required=False)
 @click.option("--json", "as_json", is_flag=True)
 def list_components(kind, as_json):
-    """List registered backbones, degradations, protocols and trainers with their key metadata."""
+    """List registered backbones, degradations, protocols, trainers and detectors with their key metadata."""
     kinds = [kind[:-1]] if kind else list(_KINDS)
     found = {
-        k: {
-            name: {"plugin": entry.plugin, **_describe(k, entry.spec)}
+        f"{k}s": {
+            name: {"plugin": entry.plugin, **_describe(k, entry.spec, full=as_json)}
             for name, entry in registry.collect(k).items()
         }
         for k in kinds
@@ -349,15 +414,9 @@ def list_components(kind, as_json):
     if as_json:
         click.echo(json.dumps(found, indent=2, default=str))
         return
-    console = _stdout_console()
-    for k, entries in found.items():
-        table = Table(title=f"{k}s", title_justify="left")
-        columns = ["name", *next(iter(entries.values()), {}).keys()]
-        for column in columns:
-            table.add_column(column)
-        for name, info in entries.items():
-            table.add_row(name, *(str(info[c]) for c in columns[1:]))
-        console.print(table)
+    console = stdout_console()
+    for title, entries in found.items():
+        print_entries(console, title, {name: {k: str(v) for k, v in info.items()} for name, info in entries.items()})
 
 
 @cli.command()
@@ -400,6 +459,10 @@ class TrainerGroup(click.Group):
 @cli.group(cls=TrainerGroup)
 def train():
     """Train a backbone with a registered trainer (see `lrbench list trainers`)."""
+
+
+cli.add_command(pairs)
+cli.add_command(compare)
 
 
 def _add_plugin_commands() -> None:

@@ -58,7 +58,7 @@ def max_image_pixels() -> int:
     return limit
 
 
-def _decoder_versions() -> dict[str, str | None]:
+def decoder_versions() -> dict[str, str | None]:
     """Pillow and its JPEG library: a new version may decode the same file to different pixels."""
     return {
         "pillow": PIL.__version__,
@@ -67,7 +67,7 @@ def _decoder_versions() -> dict[str, str | None]:
     }
 
 
-def _file_digests(paths: list[Path]) -> list[bytes | OSError]:
+def file_digests(paths: list[Path]) -> list[bytes | OSError]:
     """SHA-256 of each file's bytes, or why it cannot be read."""
     digests: list[bytes | OSError] = []
     for path in paths:
@@ -78,32 +78,40 @@ def _file_digests(paths: list[Path]) -> list[bytes | OSError]:
     return digests
 
 
-def cache_key(
-    root: Path, images: list[str], template: CropTemplate, landmarks: Landmarks | None, workers: int = 2
-) -> str:
-    """Identity of a crop set: every image's bytes (not its size or date: an image edited in place keeps
-    them), the landmark values, the template, and the versions of the code that decodes and aligns."""
-    digest = hashlib.sha256()
-    header = {
-        "format": CACHE_FORMAT,
-        "align": ALIGN_VERSION,
-        "decoders": _decoder_versions(),
-        "template": [template.name, template.size, template.points],
-        "landmarks": landmarks is not None,
-    }
-    digest.update(json.dumps(header).encode())
+def images_digest(root: Path, images: list[str], workers: int = 2) -> str:
+    """SHA-256 over every image's relative path and bytes: which faces a run saw, whatever their dates or
+    folder. Missing or unreadable images are one error naming them."""
     paths = [root / rel for rel in images]
     chunks = [paths[i : i + _HASH_CHUNK] for i in range(0, len(paths), _HASH_CHUNK)]
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        file_digests = [one for chunk in pool.map(_file_digests, chunks) for one in chunk]
-    missing = [rel for rel, one in zip(images, file_digests) if isinstance(one, FileNotFoundError)]
+        digests = [one for chunk in pool.map(file_digests, chunks) for one in chunk]
+    missing = [rel for rel, one in zip(images, digests) if isinstance(one, FileNotFoundError)]
     if missing:
         raise DataError(f"{len(missing)} of {len(images)} images missing under {root}: {brief_list(missing)}")
-    for path, one in zip(paths, file_digests):
+    digest = hashlib.sha256()
+    for path, rel, one in zip(paths, images, digests):
         if isinstance(one, OSError):
             raise DataError(f"{path}: cannot read image ({one.strerror or one})")
-    for rel, file_digest in zip(images, file_digests):
-        digest.update(json.dumps(rel).encode() + file_digest)  # a quoted name then 32 bytes: unambiguous
+        digest.update(json.dumps(rel).encode() + one)  # a quoted name then 32 bytes: unambiguous
+    return digest.hexdigest()
+
+
+def cache_key(
+    root: Path, images: list[str], template: CropTemplate, landmarks: Landmarks | None, workers: int = 2,
+    images_sha256: str | None = None,
+) -> str:
+    """Identity of a crop set: every image's bytes (not its size or date: an image edited in place keeps
+    them; ``images_sha256`` when already computed), the landmark values, the template, and the versions of
+    the code that decodes and aligns."""
+    header = {
+        "format": CACHE_FORMAT,
+        "align": ALIGN_VERSION,
+        "decoders": decoder_versions(),
+        "template": [template.name, template.size, template.points],
+        "landmarks": landmarks is not None,
+        "images": images_sha256 or images_digest(root, images, workers),
+    }
+    digest = hashlib.sha256(json.dumps(header).encode())
     if landmarks is not None:
         digest.update(np.ascontiguousarray(landmarks.points, np.float64).tobytes())
     return digest.hexdigest()[:24]
@@ -145,17 +153,19 @@ def load_crops(
 ) -> tuple[np.ndarray, dict]:
     """All crops as an (N, H, W, 3) uint8 RGB array; ``landmarks=None`` means images are pre-aligned.
 
-    Returns the crops and a note on the cache for the run manifest: its key and file, whether it was a
+    Returns the crops and a note on the cache for the run manifest: the images' digest (``images_digest``),
+    the cache key and file, whether it was a
     hit, whether an entry on disk was rebuilt and why, and why the cache could not be used, if it could
     not. A cache entry that does not verify is rebuilt, and a cache folder that cannot be used means
     running without it; either gives one warning, never an error.
     """
     limit = max_image_pixels()
-    key = cache_key(root, images, template, landmarks, workers)
+    images_sha256 = images_digest(root, images, workers)
+    key = cache_key(root, images, template, landmarks, workers, images_sha256)
     shape = (len(images), template.size[1], template.size[0], 3)
     entry = cache_dir / f"crops-{template.name}-{key}.bin" if cache_dir else None
-    note = {"key": key, "path": str(entry) if entry else None, "hit": False, "rebuilt": False,
-            "rebuild_reason": None, "cache_error": None}
+    note = {"key": key, "images_sha256": images_sha256, "path": str(entry) if entry else None, "hit": False,
+            "rebuilt": False, "rebuild_reason": None, "cache_error": None}
     if entry is not None:
         try:
             crops = _read_entry(entry, key, shape)

@@ -16,6 +16,7 @@ from .allocator import tune_allocator
 from .batching import BatchSizer, memory_key, parse_batch_size
 from .crops import default_cache_dir, load_crops
 from .degrade import parse_dfs, probe_size
+from .detection import detected_landmarks, load_detector, missing_landmarks_message
 from .errors import DataError, UsageError
 from .fileio import sha256_file
 from .landmarks import landmarks_for
@@ -29,6 +30,7 @@ from .progress import ProgressMode, progress_bar
 from .ranges import parse_ranges
 from .results import RunData, definitions
 from .specs import FLIP_FUSIONS, BackboneSpec, DegradationSpec, InputSpec, PairSet, ProtocolSpec
+from .stats import result_intervals
 
 MODES = ("both", "probe")
 # The seed project's evaluation; with ``preset="seed"`` the backbone's ``seed_input`` normalisation is used too.
@@ -49,6 +51,9 @@ class EvalSettings:
     pairs: Path | None = None
     landmarks: Path | None = None
     aligned: bool = False
+    detector: str | None = None  # detect landmarks with this detector (no landmark file needed)
+    detector_options: tuple[str, ...] = ()  # detector options as name=value
+    detector_weights: Path | None = None
     degradation: str = "bicubic"
     degradation_options: tuple[str, ...] = ()  # degradation options as name=value
     mode: str = "both"
@@ -228,12 +233,16 @@ class Prepared:
     backbone_options: dict  # every option build() was called with, defaults included
     origins: dict[str, dict]  # backbone, degradation, protocol → plugin, distribution, version (or file)
     weights_file: Path | None  # the file the network's weights came from, also a default one
+    landmarks_source: dict | None = None  # the landmark file and its digest, or the detector that made them
 
     def manifest(self) -> dict:
         settings, pairs = self.settings, self.pairs
         names = {"backbone": self.backbone.name, "degradation": self.degradation.name, "protocol": self.protocol.name}
         components = {kind: {"name": names[kind], **origin} for kind, origin in self.origins.items()}
         components["backbone"]["options"] = self.backbone_options
+        provenance = getattr(self.extractor.model, "provenance", None)  # e.g. a model file's input/output names
+        if provenance:
+            components["backbone"]["provenance"] = provenance
         components["degradation"]["options"] = self.degradation_options
         return {
             "backbone": self.backbone.name,
@@ -259,8 +268,10 @@ class Prepared:
                 "image_root": str(Path(pairs.root).resolve()),
                 "pairs_file": str(Path(pairs.source).resolve()),
                 "pairs_sha256": sha256_file(pairs.source),
+                "images_sha256": self.cache["images_sha256"],  # every image's path and bytes
                 "landmarks_file": str(self.landmarks_file.resolve()) if self.landmarks_file else None,
                 "landmarks_sha256": sha256_file(self.landmarks_file),
+                "landmarks_source": self.landmarks_source,
                 "pairs": int(len(pairs.same)),
                 "folds": int(pairs.folds.max() + 1),
                 "unique_images": len(pairs.images),
@@ -329,12 +340,37 @@ def _report_folds(text: str | None, pairs: PairSet) -> list[int] | None:
     return [fold - 1 for fold in chosen]
 
 
+def _landmark_file(settings: EvalSettings, pairs: PairSet, device: torch.device) -> tuple[Path | None, dict | None]:
+    """The landmark file to read and where its points come from: ``--landmarks``, the protocol's file, or
+    ``--detector`` (which wins over a file found by default: an option given beats a default)."""
+    detector_given = settings.detector_options or settings.detector_weights
+    if detector_given and not settings.detector:
+        flag = "--detector-option" if settings.detector_options else "--detector-weights"
+        raise UsageError(f"{flag}: needs --detector NAME")
+    if settings.detector and (settings.aligned or settings.landmarks):
+        other = "--aligned (aligned crops need no landmarks)" if settings.aligned else "--landmarks (it gives them)"
+        raise UsageError(f"--detector {settings.detector}: not with {other}")
+    if settings.aligned:
+        return None, None
+    if settings.detector:
+        detector = load_detector(settings.detector, settings.detector_weights, device, settings.detector_options)
+        return detected_landmarks(pairs.root, pairs.images, detector, cache_dir=settings.cache_dir,
+                                  workers=settings.workers, show_progress=settings.show_progress)
+    landmarks_file = Path(settings.landmarks) if settings.landmarks else pairs.landmarks
+    if landmarks_file is None:
+        raise UsageError(missing_landmarks_message(pairs.root, Path(pairs.source).parent / "landmarks.txt"))
+    if not landmarks_file.is_file():
+        raise UsageError(f"--landmarks {landmarks_file}: no such file")
+    return landmarks_file, {"file": str(landmarks_file.resolve()), "sha256": sha256_file(landmarks_file)}
+
+
 def prepare(settings: EvalSettings) -> Prepared:
     """Resolve names, parse the protocol, build the network and decode/align (or load) every unique crop."""
     _check(settings)
     tune_allocator()
     backbone_entry = registry.entry("backbone", settings.backbone)
-    backbone = backbone_entry.spec
+    options = backbone_entry.spec.effective_options(parse_options(backbone_entry.spec, settings.options))
+    backbone = backbone_entry.spec.with_options(options)  # the input and score these options choose
     _check_threshold_rule(settings, backbone, backbone_entry.plugin)
     degradation_entry = registry.entry("degradation", settings.degradation)
     degradation = degradation_entry.spec
@@ -350,7 +386,6 @@ def prepare(settings: EvalSettings) -> Prepared:
     if settings.precision == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA device; use bf16 on CPU")
     input_spec = backbone.seed_input if settings.preset == "seed" and backbone.seed_input else backbone.input
-    options = backbone.effective_options(parse_options(backbone, settings.options))
     degradation_options = degradation.effective_options(
         parse_options(degradation, settings.degradation_options, "--degradation-option")
     )
@@ -358,15 +393,12 @@ def prepare(settings: EvalSettings) -> Prepared:
 
     started = time.perf_counter()
     pairs = protocol.load(Path(settings.data), settings.pairs)
-    landmarks_file = None
-    if not settings.aligned:
-        landmarks_file = Path(settings.landmarks) if settings.landmarks else pairs.landmarks
-        if landmarks_file is None:
-            raise UsageError("no landmark file: pass --landmarks FILE, or --aligned for pre-aligned crops")
-        if not landmarks_file.is_file():
-            raise UsageError(f"--landmarks {landmarks_file}: no such file")
-    landmarks = landmarks_for(pairs.images, landmarks_file, pairs.root) if landmarks_file else None
     timings["protocol_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    landmarks_file, landmarks_source = _landmark_file(settings, pairs, device)
+    if settings.detector:
+        timings["detect_s"] = time.perf_counter() - started
+    landmarks = landmarks_for(pairs.images, landmarks_file, pairs.root) if landmarks_file else None
 
     model = build_backbone(backbone, settings.weights, options)
     loaded_from = weights_file(model, settings.weights)
@@ -422,6 +454,7 @@ def prepare(settings: EvalSettings) -> Prepared:
         options,
         origins,
         loaded_from,
+        landmarks_source,
     )
 
 
@@ -449,6 +482,9 @@ def evaluate(settings: EvalSettings) -> RunData:
             )
         except ValueError as exc:
             raise DataError(f"{pairs.source}: cannot score this protocol: {exc}") from exc
+        first_images, second_images = [pairs.images[i] for i in pairs.first], [pairs.images[i] for i in pairs.second]
+        intervals = result_intervals(score, pairs.same, pairs.folds, first_images, second_images, result.fold_ids,
+                                     result.fold_threshold, result.tar_at_far)
         timings["metrics_s"] += time.perf_counter() - started
         scores[df] = score
         width, height = probe_size(template.size, df)
@@ -466,6 +502,7 @@ def evaluate(settings: EvalSettings) -> RunData:
                 "eer": result.eer,
                 **{f"tar_at_far_{far:g}": tar for far, tar in result.tar_at_far.items()},
                 "pairs": int(np.isin(pairs.folds, result.fold_ids).sum()),
+                **intervals,
             }
         )
         for fold, acc, threshold in zip(result.fold_ids, result.fold_accuracy, result.fold_threshold):

@@ -33,13 +33,16 @@ def read_landmark_lines(path: Path) -> dict[str, tuple[int, np.ndarray]]:
     """Parse a ``relpath x1 y1 … x5 y5`` file strictly into ``{relpath: (line, points)}``.
 
     A malformed line is an error naming it; so is a path listed twice with different points (both lines
-    named); a path repeated with the same points is accepted. Backslashes in paths read as slashes.
+    named); a path repeated with the same points is accepted. Backslashes in paths read as slashes. A line
+    that is ``#`` alone or starts with ``# `` (spaces before it allowed) is a comment: ``lrbench landmarks``
+    records there how the points were found. A path cannot hold a space, so no entry reads as a comment
+    (an image named ``#`` must be followed by a tab, as writers do anyway).
     """
     path = Path(path)
     table: dict[str, tuple[int, np.ndarray]] = {}
     for line_no, line in enumerate(read_text_lines(path, "landmark file"), 1):
         fields = line.split()
-        if not fields:
+        if not fields or line.lstrip(" ").startswith("# ") or fields == ["#"]:
             continue
         if len(fields) != 11:
             raise DataError(f"{path}:{line_no}: expected a path and 10 coordinates, got {len(fields)} fields")

@@ -19,12 +19,18 @@ def build_backbone(spec: BackboneSpec, weights: str | None, options: dict | None
             f"backbone {spec.name!r} needs --weights (a checkpoint file, or 'random' for an untrained network)"
         )
     options = spec.effective_options(options)
+    spec = spec.with_options(options)  # the input the network is checked on is the one its options choose
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # an untrained network is the same one in every run
             model = spec.build(weights, **options)
-    except LrbenchError:
-        raise
+    except LrbenchError as exc:
+        if exc.details is None or str(exc).startswith("backbone "):
+            raise
+        # A checkpoint that fits no layout: which network it was given to matters as much as the file.
+        named = type(exc)(f"backbone {spec.name!r}: {exc}")
+        named.details = exc.details
+        raise named from exc
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise UsageError(f"backbone {spec.name!r}: {exc}") from exc
     model.eval()
@@ -53,9 +59,10 @@ def check_embedding_size(spec: BackboneSpec, model: torch.nn.Module, options: di
         raise LrbenchError(
             f"backbone {spec.name!r} (plugin {_plugin_of(spec)!r}) fails on a {width}×{height} crop: {first_line}"
         ) from exc
-    if shape != (2, declared):
+    if len(shape) != 2 or shape[0] != 2 or (declared is not None and shape[1] != declared):
+        wanted = f"{declared}-d" if declared is not None else "N×D"
         raise LrbenchError(
-            f"backbone {spec.name!r} (plugin {_plugin_of(spec)!r}) declares {declared}-d embeddings but its "
+            f"backbone {spec.name!r} (plugin {_plugin_of(spec)!r}) declares {wanted} embeddings but its "
             f"network maps a batch of 2 crops to shape {list(shape)}"
         )
 

@@ -6,6 +6,7 @@ import os
 import re
 import string
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,12 @@ _COUNT = re.compile(r"0*[1-9][0-9]{0,17}", re.ASCII)
 
 @dataclass(frozen=True)
 class ProtocolDefinition:
-    """A benchmark as declared in a TOML file: where its files are and how image paths are formed."""
+    """A benchmark as declared in a TOML file: where its files are and how image paths are formed.
+
+    Image ``name number`` of the pairs file is ``path_pattern`` filled in or, when the file has an ``images``
+    table (person name → image paths), the number-th path of that person: so a folder whose file names
+    follow no pattern (``lrbench pairs make``) still gets an LFW-format pairs file.
+    """
 
     name: str
     description: str
@@ -38,6 +44,7 @@ class ProtocolDefinition:
     landmarks_file: str = "landmarks.txt"
     citation: str = ""
     expected: dict[str, int] = field(default_factory=dict)
+    images: Mapping[str, tuple[str, ...]] | None = None
     source: str = ""
 
     @classmethod
@@ -58,6 +65,10 @@ class ProtocolDefinition:
             valid, want = _TOML_KEYS[key]
             if not valid(value):
                 raise DataError(f"{path}: {key} must be {want}, got {value!r}")
+        if "images" in raw:
+            if "path_pattern" in raw:
+                raise DataError(f"{path}: give path_pattern or an images table, not both")
+            raw["images"] = {name: tuple(paths) for name, paths in raw["images"].items()}
         _check_path_pattern(path, raw.get("path_pattern", cls.path_pattern))
         raw["image_dirs"] = tuple(raw.get("image_dirs", (".",)))
         return cls(**raw, source=str(path))
@@ -78,8 +89,8 @@ class ProtocolDefinition:
             raise UsageError(f"--data {data}: not a directory")
         pairs = Path(pairs) if pairs else _find_file(data, self.pairs_file, "--pairs")
         records = parse_lfw_pairs(pairs)
-        root = self._image_root(data, records[0])
-        pair_set = build_pair_set(root, pairs, records, self.path_pattern)
+        root = self._image_root(data, pairs, records[0])
+        pair_set = build_pair_set(root, pairs, records, self.layout)
         self._check_expected(pair_set)
         landmarks = pairs.parent / self.landmarks_file
         pair_set.landmarks = landmarks if landmarks.is_file() else None
@@ -94,14 +105,21 @@ class ProtocolDefinition:
                 f"{len(pair_set.images)} unique images instead of {want_images}; is the file modified?"
             )
 
-    def _image_root(self, data: Path, first: PairRecord) -> Path:
+    @property
+    def layout(self) -> str | Mapping[str, Sequence[str]]:
+        """How ``name number`` becomes an image path: the images table if there is one, else the pattern."""
+        return self.path_pattern if self.images is None else self.images
+
+    def _image_root(self, data: Path, pairs: Path, first: PairRecord) -> Path:
         candidates = [data / d for d in self.image_dirs]
-        probe = self.path_pattern.format(name=first.names[0], number=first.numbers[0])
+        probe = _image_path(self.layout, pairs, first, 0)
         for candidate in candidates:
             if (candidate / probe).is_file():
                 return candidate
         tried = ", ".join(str(c) for c in candidates)
-        raise DataError(f"cannot find the images of {self.name}: {probe} is in none of {tried}")
+        made = pairs.parent / "protocol.toml"  # what lrbench pairs make writes beside its pairs file
+        hint = f" (pairs from lrbench pairs make? pass --protocol {made})" if made.is_file() and not self.images else ""
+        raise DataError(f"cannot find the images of {self.name}: {probe} is in none of {tried}{hint}")
 
 
 def _text(value) -> bool:
@@ -114,6 +132,12 @@ def _nonempty_text(value) -> bool:
 
 def _folder_list(value) -> bool:
     return isinstance(value, list) and bool(value) and all(_nonempty_text(folder) for folder in value)
+
+
+def _image_table(value) -> bool:
+    return isinstance(value, dict) and all(
+        _nonempty_text(name) and _folder_list(paths) for name, paths in value.items()
+    )
 
 
 def _counts(value) -> bool:
@@ -132,6 +156,7 @@ _TOML_KEYS = {
     "landmarks_file": (_nonempty_text, "a non-empty string"),
     "citation": (_text, "a string"),
     "expected": (_counts, "a table of positive whole numbers, keys pairs and unique_images"),
+    "images": (_image_table, 'a table of person name = non-empty list of image paths, e.g. Ann = ["Ann/1.jpg"]'),
 }
 _PLACEHOLDERS = ("name", "number")
 
@@ -243,17 +268,22 @@ def _fields(line: str) -> list[str]:
     return re.split(r"[ \t]+", line.strip(_BLANKS))
 
 
-def build_pair_set(root: Path, source: Path, records: list[PairRecord], pattern: str) -> PairSet:
-    """Map pairs to unique image paths, refusing any path that would leave the data root."""
+def build_pair_set(
+    root: Path, source: Path, records: list[PairRecord], pattern: str | Mapping[str, Sequence[str]]
+) -> PairSet:
+    """Map pairs to unique image paths, refusing any path that would leave the data root.
+
+    ``pattern`` is a path pattern, or an images table (image ``name i`` is the i-th path of ``name``).
+    """
     index: dict[str, int] = {}
     first, second = [], []
     for record in records:
         ids = []
-        for name, number in zip(record.names, record.numbers):
-            rel = pattern.format(name=name, number=number)
+        for side, name in enumerate(record.names):
+            rel = _image_path(pattern, source, record, side)
             normal = os.path.normpath(rel)
             if os.path.isabs(normal) or normal.split(os.sep)[0] == "..":
-                raise DataError(f"{source}:{record.line}: name {name!r} would reach outside the data root")
+                raise DataError(f"{source}:{record.line}: name {name!r} would reach outside the data root: {rel}")
             ids.append(index.setdefault(rel, len(index)))
         first.append(ids[0])
         second.append(ids[1])
@@ -267,3 +297,15 @@ def build_pair_set(root: Path, source: Path, records: list[PairRecord], pattern:
         source=source,
         names=[r.names for r in records],
     )
+
+
+def _image_path(pattern: str | Mapping[str, Sequence[str]], source: Path, record: PairRecord, side: int) -> str:
+    """The relative path of one image of a pair; a number past the end of an images table names the line."""
+    name, number = record.names[side], record.numbers[side]
+    if isinstance(pattern, str):
+        return pattern.format(name=name, number=number)
+    paths = pattern.get(name, ())
+    if number > len(paths):
+        has = f"lists {len(paths)} images of {name}" if paths else f"has no person {name}"
+        raise DataError(f"{source}:{record.line}: no image {name} {number}: the protocol's images table {has}")
+    return paths[number - 1]

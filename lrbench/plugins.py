@@ -22,9 +22,11 @@ DEFAULT_PLUGINS = (
     "lrbench_plugins.sphereface",
     "lrbench_plugins.alexnet",
     "lrbench_plugins.dlib_resnet",
+    "lrbench_plugins.onnx_models",
     "lrbench_plugins.resize",
     "lrbench_plugins.pairs_protocols",
     "lrbench_plugins.trainers",
+    "lrbench_plugins.mtcnn",
     "lrbench_plugins.demo",
 )
 

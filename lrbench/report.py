@@ -20,17 +20,33 @@ from .fileio import dead_siblings, make_temp_dir, write_atomic  # noqa: E402
 from .results import ACCURACY_PNG, REPORT_FILES, REPORT_HTML, ROC_PNG, RunData  # noqa: E402
 
 _MAX_ROC_CURVES = 5
+HTML_STYLE = (
+    "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
+    "img{max-width:48%}</style>"
+)
+
+
+def _interval(row: dict, metric: str, scale: float = 1.0, digits: int = 4) -> str:
+    """" [low, high]" from a row's bootstrap interval columns; empty for runs without them or where none was
+    given (a TAR@FAR too far in the ROC's tail)."""
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    if low is None or high is None or low != low or high != high:  # absent or NaN
+        return ""
+    return f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
 
 
 def console_table(run: RunData) -> Table:
-    """DF, probe size, accuracy mean ± std (just the accuracy when one fold is reported), AUC, EER and TAR@FAR
-    for each DF of one run."""
+    """DF, probe size, accuracy mean ± std (just the accuracy when one fold is reported) with its 95% interval,
+    AUC, EER and TAR@FAR (with intervals where given) for each DF of one run."""
     settings = run.manifest.get("settings", {})
     title = (
         f"{run.label} on {run.manifest.get('protocol')} · {run.manifest['degradation']['name']} · "
         f"mode {run.manifest['degradation']['mode']} · fusion {settings.get('fusion')}"
     )
-    table = Table(title=title, title_justify="left")
+    has_intervals = "accuracy_ci_low" in run.results
+    caption = "in brackets: 95% identity-bootstrap interval (see definitions.intervals)" if has_intervals else None
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     for column in ("DF", "probe px", "IOD px", "accuracy %", "AUC", "EER %", "TAR@FAR 1e-3", "TAR@FAR 1e-2"):
         table.add_column(column, justify="right")
     one_fold = run.folds["fold"].nunique() == 1
@@ -40,11 +56,11 @@ def console_table(run: RunData) -> Table:
             str(row["df"]),
             row["probe_px"],
             f"{row['interocular_px']:.1f}",
-            f"{100 * row['accuracy_mean']:.2f}{spread}",
+            f"{100 * row['accuracy_mean']:.2f}{spread}{_interval(row, 'accuracy', 100, 2)}",
             f"{row['auc']:.4f}",
             f"{100 * row['eer']:.2f}",
-            f"{row['tar_at_far_0.001']:.4f}",
-            f"{row['tar_at_far_0.01']:.4f}",
+            f"{row['tar_at_far_0.001']:.4f}{_interval(row, 'tar_at_far_0.001', digits=3)}",
+            f"{row['tar_at_far_0.01']:.4f}{_interval(row, 'tar_at_far_0.01', digits=3)}",
         )
     return table
 
@@ -56,7 +72,8 @@ def results_json(runs: list[RunData]) -> str:
             "run": str(run.path) if run.path else None,
             "label": run.label,
             "definitions": run.manifest.get("definitions"),
-            "results": run.results.to_dict("records"),
+            # JSON has no NaN: a missing interval (empty cell) is null
+            "results": run.results.astype(object).where(run.results.notna(), None).to_dict("records"),
         }
         for run in runs
     ]
@@ -97,7 +114,7 @@ def plot_roc(runs: list[RunData], path: Path) -> None:
     ax.set_title("ROC")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_accuracy(runs: list[RunData], path: Path) -> None:
@@ -123,15 +140,17 @@ def plot_accuracy(runs: list[RunData], path: Path) -> None:
     ax.set_title("Accuracy vs resolution")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> None:
-    buffer = io.BytesIO()
+def save_figure(fig, path: Path, also: tuple[str, ...] = ()) -> None:
+    """Write the figure as ``path`` (PNG) and, for papers, beside it in the ``also`` formats (e.g. "pdf")."""
     fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
+    for suffix in ("png", *also):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=suffix, dpi=120)
+        write_atomic(path.with_suffix(f".{suffix}"), buffer.getvalue())
     plt.close(fig)
-    write_atomic(path, buffer.getvalue())
 
 
 def render(runs: list[RunData], folder: Path) -> None:
@@ -162,7 +181,7 @@ def render_run(run: RunData, folder: Path) -> None:
     render([run], folder)
 
 
-def _image_tag(path: Path, alt: str) -> str:
+def image_tag(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
 
@@ -171,20 +190,19 @@ def html_report(runs: list[RunData], folder: Path) -> str:
     """A single HTML file with the figures embedded, the tables and the definitions behind the numbers."""
     parts = [
         "<!doctype html><meta charset='utf-8'><title>lrbench report</title>",
-        "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
-        "img{max-width:48%}</style>",
+        HTML_STYLE,
         "<h1>lrbench report</h1>",
-        _image_tag(folder / ACCURACY_PNG, "accuracy vs resolution"),
-        _image_tag(folder / ROC_PNG, "ROC"),
+        image_tag(folder / ACCURACY_PNG, "accuracy vs resolution"),
+        image_tag(folder / ROC_PNG, "ROC"),
     ]
     for run in runs:
         manifest = run.manifest
         parts.append(f"<h2>{html.escape(run.label)} · {html.escape(str(manifest.get('protocol')))}</h2>")
         table = run.results.copy()
-        for column in ("accuracy_mean", "accuracy_std", "accuracy_sem", "eer"):
-            table[column] = (100 * table[column]).round(2)
-        parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
+        for column in ("accuracy_mean", "accuracy_std", "accuracy_sem", "eer", "accuracy_ci_low", "accuracy_ci_high"):
+            if column in table:  # the intervals are absent from runs written before them
+                table[column] = (100 * table[column]).round(2)
+        parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–"))  # no interval: –
         data = manifest.get("data", {})
         facts = {
             "pairs file": data.get("pairs_file"),

@@ -18,6 +18,7 @@ import pandas as pd
 from .errors import DataError, UsageError, brief_list
 from .fileio import OutputLock, check_writable, dead_siblings, make_temp_dir, swap_into_place, write_atomic
 from .progress import warn
+from .stats import describe as describe_intervals
 
 # What a run directory holds: the data files, then the files ``report.render`` adds.
 MANIFEST = "manifest.json"
@@ -48,6 +49,14 @@ COLUMNS: dict[str, dict[str, type]] = {
     FOLDS: {"df": int, "fold": int, "accuracy": float, "threshold": float},
     ROC: {"df": int, "fpr": float, "tpr": float},
     SCORES: {"pair": int, "fold": int, "same": int, "image_a": str, "image_b": str, "df": int, "score": float},
+}
+# Columns a table may have (runs written before they existed lack them); an empty cell means "no value".
+OPTIONAL_COLUMNS: dict[str, dict[str, type]] = {
+    RESULTS: {
+        f"{metric}_ci_{end}": float
+        for metric in ("accuracy", "auc", "tar_at_far_0.001", "tar_at_far_0.01")
+        for end in ("low", "high")
+    },
 }
 # The columns that identify a row: a second row with the same values is damage (the report pivots on them).
 KEYS = {RESULTS: ("df",), FOLDS: ("df", "fold"), SCORES: ("df", "pair")}
@@ -105,6 +114,7 @@ def definitions(
         "accuracy_sem: sample standard deviation (ddof=1) / sqrt(folds)",
         "aggregation": aggregation,
         "degraded": _MODES[mode],
+        "intervals": describe_intervals(),
     }
 
 
@@ -248,7 +258,7 @@ def run_dir_problem(path: Path) -> str | None:
     missing = [name for name in COLUMNS if not (path / name).is_file()]
     if missing:
         return f"no {', '.join(missing)}"
-    foreign = [entry for entry in sorted(path.iterdir()) if not _is_own_file(entry, RUN_FILES)]
+    foreign = [entry for entry in sorted(path.iterdir()) if not is_own_file(entry, RUN_FILES)]
     if foreign:
         return f"it holds {_some(foreign)}, which lrbench did not write"
     return None
@@ -271,7 +281,7 @@ def check_report_folder(target: Path) -> None:
     foreign = [
         entry
         for entry in sorted(target.iterdir())
-        if not _is_own_file(entry, REPORT_FILES) and not (entry.is_dir() and run_dir_problem(entry) is None)
+        if not is_own_file(entry, REPORT_FILES) and not (entry.is_dir() and run_dir_problem(entry) is None)
     ]
     if foreign:
         raise UsageError(
@@ -280,7 +290,8 @@ def check_report_folder(target: Path) -> None:
         )
 
 
-def _is_own_file(entry: Path, names: tuple[str, ...]) -> bool:
+def is_own_file(entry: Path, names: tuple[str, ...]) -> bool:
+    """A plain file named in ``names``, or a leftover of lrbench's own writers: what an output may replace."""
     return (entry.name in names and entry.is_file() and not entry.is_symlink()) or bool(
         _OWN_DEBRIS.fullmatch(entry.name)
     )
@@ -359,9 +370,14 @@ def read_table(path: Path) -> pd.DataFrame:
             raise DataError(f"{path}:{number}: {len(row)} fields, but the header has {len(header)}")
     table = pd.DataFrame([row for _, row in body], columns=header)
     lines = [number for number, _ in body]
+    optional = OPTIONAL_COLUMNS.get(path.name, {})
     for column in header:
-        kind = COLUMNS[path.name].get(column)
-        table[column] = _typed(path, lines, table[column], kind) if kind else _numeric_if_possible(table[column])
+        kind = COLUMNS[path.name].get(column) or optional.get(column)
+        table[column] = (
+            _typed(path, lines, table[column], kind, may_be_empty=column in optional)
+            if kind
+            else _numeric_if_possible(table[column])
+        )
     key = list(KEYS.get(path.name, ()))
     repeated = np.flatnonzero(table.duplicated(key).to_numpy()) if key else []
     if len(repeated):
@@ -370,14 +386,16 @@ def read_table(path: Path) -> pd.DataFrame:
     return table
 
 
-def _typed(path: Path, lines: list[int], values: pd.Series, kind: type) -> pd.Series:
-    """A required column converted to ``kind``; the first bad value is an error with its file and line."""
+def _typed(path: Path, lines: list[int], values: pd.Series, kind: type, may_be_empty: bool = False) -> pd.Series:
+    """A known column converted to ``kind``; the first bad value is an error with its file and line."""
     if kind is str:
         converted, bad = values, (values == "").to_numpy()
     else:
         converted = pd.to_numeric(values, errors="coerce")
         numbers = converted.to_numpy(dtype=float)
         bad = np.isnan(numbers) | ((~np.isfinite(numbers) | (numbers != np.round(numbers))) if kind is int else False)
+        if may_be_empty:
+            bad &= (values != "").to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         value = values.iloc[row]

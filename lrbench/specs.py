@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +127,20 @@ class BackboneSpec(_Options):
     checkpoint layouts it can load, for listings; ``seed_input`` is the input the seed project used, if it
     differs. A network whose weights come from a file that ``--weights`` does not name (a packaged or cached
     default) records that file as its ``weights_file`` attribute, for the manifest.
+
+    A backbone whose input, score or embedding length depend on its options rather than being fixed (one
+    that runs a model file from another framework, under the convention its options name) gives
+    ``specialise``: called with every option, it returns the fields those options set (``input``,
+    ``metric``, ``flip_fusion``, ``embedding_dim``), and lrbench evaluates ``with_options(options)``; the
+    declared fields are what listings show. ``embedding_dim`` None means the weights file decides it (lrbench
+    then checks only that the network gives one vector per face). A network may also describe itself for the
+    manifest with a ``provenance`` attribute (a dict, e.g. a model file's input and output names).
     """
 
     name: str
     build: Callable[..., torch.nn.Module]
     input: InputSpec
-    embedding_dim: int | Callable[..., int]
+    embedding_dim: int | Callable[..., int] | None
     metric: str = "cosine"
     flip_fusion: str = "concat"
     needs_weights: bool = False
@@ -140,6 +148,7 @@ class BackboneSpec(_Options):
     options: dict[str, Any] = field(default_factory=dict)
     checkpoint_layouts: tuple[str, ...] = ()
     seed_input: InputSpec | None = None  # the input as the seed project fed it, for ``--preset seed``
+    specialise: Callable[..., dict[str, Any]] | None = None  # options → the fields they set (see above)
 
     def __post_init__(self):
         if self.metric not in METRICS:
@@ -148,11 +157,17 @@ class BackboneSpec(_Options):
             raise ValueError(f"backbone {self.name!r}: flip_fusion must be one of {FLIP_FUSIONS}")
         self._check_options("backbone", "build", self.build)
 
-    def embedding_size(self, options: dict[str, Any] | None = None) -> int:
-        """The declared embedding length for these options (the defaults when None)."""
+    def embedding_size(self, options: dict[str, Any] | None = None) -> int | None:
+        """The declared embedding length for these options (the defaults when None); None: the weights decide."""
         if callable(self.embedding_dim):
             return self.embedding_dim(**self.effective_options(options))
         return self.embedding_dim
+
+    def with_options(self, options: dict[str, Any] | None = None) -> BackboneSpec:
+        """The spec as these options make it: ``specialise``'s fields filled in (itself when it has none)."""
+        if self.specialise is None:
+            return self
+        return replace(self, specialise=None, **self.specialise(**self.effective_options(options)))
 
 
 @dataclass(frozen=True)

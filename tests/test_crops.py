@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lrbench import crops
-from lrbench.crops import cache_key, load_crops
+from lrbench.crops import cache_key, images_digest, load_crops
 from lrbench.errors import DataError, UsageError
 from lrbench.landmarks import landmarks_for
 from lrbench.specs import ARCFACE_112x112, SPHEREFACE_96x112
@@ -58,8 +58,8 @@ def test_a_second_load_is_a_verified_hit(faces, tmp_path, warned):
     first, note = load(faces, tmp_path / "cache")
     assert note["hit"] is False and note["path"].startswith(str(tmp_path / "cache"))
     second, note = load(faces, tmp_path / "cache")
-    assert note == {"key": note["key"], "path": note["path"], "hit": True, "rebuilt": False,
-                    "rebuild_reason": None, "cache_error": None}
+    assert note == {"key": note["key"], "images_sha256": images_digest(faces, IMAGES), "path": note["path"],
+                    "hit": True, "rebuilt": False, "rebuild_reason": None, "cache_error": None}
     np.testing.assert_array_equal(first, second)
     assert first.shape == (3, 112, 96, 3) and not warned
 

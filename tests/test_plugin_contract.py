@@ -130,6 +130,37 @@ def test_hook_register_trainers(plugin_manager):
     assert "fit" in CliRunner().invoke(cli, ["list", "trainers"]).output
 
 
+def test_hook_register_detectors(plugin_manager, tmp_path):
+    """The documented example writes a landmark file through `lrbench landmarks`, with every option passed."""
+    import numpy as np
+    from PIL import Image
+
+    from lrbench.landmarks import read_landmarks
+
+    plugin_manager.register_for_test(module_from_docs("register_detectors"), name="doc-detector")
+    (tmp_path / "faces").mkdir()
+    Image.new("RGB", (100, 80), (120, 100, 90)).save(tmp_path / "faces" / "a.png")
+    result = CliRunner().invoke(cli, ["landmarks", str(tmp_path / "faces"), "--out", str(tmp_path / "l.txt"),
+                                      "--detector", "centred", "--detector-option", "size=0.5", "--quiet"])
+    assert result.exit_code == 0, result.output
+    found = read_landmarks(tmp_path / "l.txt")  # a 40 px box at (30, 20)
+    expected = [[42.4, 38.4], [57.6, 38.4], [50.0, 45.6], [44.0, 52.8], [56.0, 52.8]]
+    assert list(found) == ["a.png"] and np.allclose(found["a.png"], expected)
+    listed = json.loads(CliRunner().invoke(cli, ["list", "detectors", "--json"]).stdout)["detectors"]["centred"]
+    assert listed == {"plugin": "doc-detector", "options": {"size": 0.6},
+                      "description": "one face in the middle of each image"}
+
+
+def test_a_detectors_value_error_is_a_usage_error_naming_the_detector(plugin_manager, tmp_path):
+    plugin_manager.register_for_test(module_from_docs("register_detectors"), name="doc-detector")
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "a.png").write_bytes(b"")
+    result = CliRunner().invoke(cli, ["landmarks", str(tmp_path / "faces"), "--out", str(tmp_path / "l.txt"),
+                                      "--detector", "centred", "--detector-option", "size=2"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --detector centred: size=2.0: expected a fraction of the image in 0…1\n"
+
+
 def test_hook_register_commands(plugin_manager):
     plugin_manager.register_for_test(module_from_docs("register_commands"), name="doc-command")
     plugin_manager.hook.register_commands(cli=cli)
@@ -164,6 +195,6 @@ def test_plugins_dir_option_loads_loose_files(tmp_path, plugin_manager):
     try:
         result = CliRunner().invoke(cli, ["--plugins-dir", str(folder), "list", "degradations", "--json"])
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["degradation"]["nearest"]["plugin"] == "loose/nearest.py"
+        assert json.loads(result.stdout)["degradations"]["nearest"]["plugin"] == "loose/nearest.py"
     finally:
         plugin_manager.unregister(name="loose/nearest.py")

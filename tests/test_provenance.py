@@ -270,8 +270,10 @@ def test_a_dlib_dat_file_given_to_sphereface_is_not_a_checkpoint(tmp_path):
         build_backbone(registry.backbone("sphereface"), str(dat), {"depth": 4, "width": 0.25})
 
 
-def test_a_checkpoint_of_another_network_given_to_dlib_resnet_names_it(tmp_path):
+def test_a_checkpoint_of_another_network_given_to_dlib_resnet_names_backbone_and_file(tmp_path):
     checkpoint = tmp_path / "sphere.pt"
     torch.save(registry.backbone("sphereface").build("random", depth=4, width=0.25).state_dict(), checkpoint)
-    with pytest.raises(DataError, match=rf"^{checkpoint}: checkpoint fits none of the layouts \(native\)"):
+    expected = rf"^backbone 'dlib-resnet': {checkpoint}: checkpoint fits none of the layouts \(native\)"
+    with pytest.raises(DataError, match=expected) as caught:
         build_backbone(registry.backbone("dlib-resnet"), str(checkpoint))
+    assert "missing" in caught.value.details  # the mismatch table survives the renaming

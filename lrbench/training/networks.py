@@ -28,9 +28,9 @@ def trainable_network(name: str, weights: str | None, options: Sequence[str], fl
     spec = registry.backbone(name)
     parsed = parse_options(spec, options, flag)
     if weights not in (None, "random"):
-        return spec, build_backbone(spec, weights, parsed)
+        return spec.with_options(parsed), build_backbone(spec, weights, parsed)
     try:
-        return spec, spec.build("random", **spec.effective_options(parsed))
+        return spec.with_options(parsed), spec.build("random", **spec.effective_options(parsed))
     except LrbenchError:
         raise
     except (ValueError, KeyError) as exc:
@@ -42,8 +42,9 @@ def frozen_network(name: str, weights: str | None, options: Sequence[str], weigh
     spec = registry.backbone(name)
     if spec.needs_weights and not weights:
         raise UsageError(f"{weights_flag}: backbone {name!r} needs weights (a checkpoint file)")
-    model = build_backbone(spec, weights, parse_options(spec, options, flag))
-    return spec, model.eval().requires_grad_(False)
+    parsed = parse_options(spec, options, flag)
+    model = build_backbone(spec, weights, parsed)
+    return spec.with_options(parsed), model.eval().requires_grad_(False)
 
 
 def degradation(name: str, options: Sequence[str]) -> Callable[[torch.Tensor, int], torch.Tensor]:

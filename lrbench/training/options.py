@@ -18,6 +18,7 @@ import numpy as np
 
 from ..crops import default_cache_dir
 from ..degrade import parse_dfs
+from ..detection import detected_landmarks, load_detector, missing_landmarks_message
 from ..errors import DataError, UsageError
 from ..options import stack_options
 from ..specs import CropTemplate
@@ -142,6 +143,11 @@ def data_options(function):
             "--landmarks", type=path, help="5-point landmark file (default: landmarks.txt in --data or its parent)."
         ),
         click.option("--aligned", is_flag=True, help="Images are already aligned crops: resize only."),
+        click.option("--detector", help="Detect the landmarks with this registered face detector (e.g. mtcnn) "
+                     "instead of reading a landmark file; detections are cached like crops."),
+        click.option("--detector-option", "detector_options", multiple=True, metavar="NAME=VALUE",
+                     help="A detector option (see `lrbench list detectors`); repeatable."),
+        click.option("--detector-weights", type=path, help="Weights for the detector (default: its own)."),
         click.option(
             "--people",
             type=path,
@@ -299,13 +305,9 @@ def training_data(
     if config["people_folds"] and not config["people"]:
         raise UsageError("--people-folds needs --people (a people.txt)")
     folder = scan_folder(Path(config["data"]), people)
-    landmarks = None
-    if not config["aligned"]:
-        landmarks = _path(config["landmarks"]) or _find_landmarks(folder.root)
-        if not landmarks.is_file():
-            raise UsageError(f"--landmarks {landmarks}: no such file")
-    _check_unchanged(config, data_digest(folder, landmarks), folder.root, landmarks)
     cache_dir = _cache_dir(config)
+    landmarks = _landmark_file(config, folder, cache_dir, ranks)
+    _check_unchanged(config, data_digest(folder, landmarks), folder.root, landmarks)
     crops = {}
     with distributed.main_first(ranks):
         for name, template in templates.items():
@@ -326,8 +328,30 @@ def _check_unchanged(config: dict, digest: dict[str, str | None], root: Path, la
             )
 
 
+def _landmark_file(config: dict, folder: FaceFolder, cache_dir: Path | None, ranks: distributed.Ranks) -> Path | None:
+    """``--landmarks``, else with ``--detector`` the detections' file (made once, by the main process, cached),
+    else landmarks.txt in the folder or its parent."""
+    detector = config.get("detector")  # runs started before --detector existed have no such key
+    if detector and (config["aligned"] or config["landmarks"]):
+        other = "--aligned (aligned crops need no landmarks)" if config["aligned"] else "--landmarks (it gives them)"
+        raise UsageError(f"--detector {detector}: not with {other}")
+    if config["aligned"]:
+        return None
+    if detector:
+        found = load_detector(detector, _path(config.get("detector_weights")), ranks.device,
+                              config.get("detector_options") or ())
+        with distributed.main_first(ranks):  # the main process detects, the others read its cache entry
+            entry, _ = detected_landmarks(folder.root, folder.images, found, cache_dir=cache_dir,
+                                          workers=ALIGN_THREADS, show_progress=interactive())
+        return entry
+    landmarks = _path(config["landmarks"]) or _find_landmarks(folder.root)
+    if not landmarks.is_file():
+        raise UsageError(f"--landmarks {landmarks}: no such file")
+    return landmarks
+
+
 def _find_landmarks(root: Path) -> Path:
     for candidate in (root / "landmarks.txt", root.parent / "landmarks.txt"):
         if candidate.is_file():
             return candidate
-    raise UsageError(f"no landmark file for {root}: pass --landmarks FILE, or --aligned for pre-aligned crops")
+    raise UsageError(missing_landmarks_message(root, root / "landmarks.txt"))

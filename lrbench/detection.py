@@ -1,0 +1,441 @@
+"""Finding the five landmarks of raw images with a registered face detector.
+
+Two users: ``lrbench landmarks`` writes a landmark file for a folder (resumable, with the images that got
+no landmarks listed beside it), and ``lrbench run``/``embed``/``train --detector`` detect on the fly. Both
+write the same format, a landmark file whose first line is a ``#`` comment holding, as JSON, what made it
+(detector, options, weights' SHA-256, face choice); on the fly, that file is the cache entry, so a later run
+reads it like any landmark file and the detector is not called again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from . import registry
+from .crops import decoder_versions, file_digests, max_image_pixels
+from .errors import DataError, LrbenchError, UsageError, brief_list
+from .fileio import sha256_file, write_atomic
+from .options import parse_options
+from .plugins import plugin_origin
+from .progress import progress_bar, warn
+from .specs import Face
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp")
+PICKS = ("center", "largest", "score")
+DEFAULT_DETECTOR = "mtcnn"
+DEFAULT_BATCH = 32
+# The header line of every landmark file lrbench writes; bump FORMAT when its meaning changes.
+HEADER_PREFIX = "# lrbench landmarks "
+FORMAT = 1
+NO_FACE = "no face"
+# Images between two checkpoints of ``lrbench landmarks``: an interrupt loses at most this many detections.
+CHECKPOINT_EVERY = 256
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def find_images(root: Path) -> list[str]:
+    """The images under ``root`` (any depth, hidden files and folders skipped), as sorted '/'-separated
+    paths relative to it; a folder with none is an error."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"DATA {root}: not a folder")
+    images = sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and path.is_file()
+    )
+    if not images:
+        raise DataError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its sub-folders")
+    return images
+
+
+def read_rgb(path: Path, limit: int | None = None) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB, converted the way alignment converts it (greyscale, palette,
+    CMYK and alpha by Pillow's ``convert("RGB")``), so the detector sees the pixels the crop is cut from."""
+    limit = limit or max_image_pixels()
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > limit:
+                raise DataError(
+                    f"{path}: {width}×{height} = {width * height:,} pixels, more than the limit of {limit:,} "
+                    "(raise it with the environment variable LRBENCH_MAX_IMAGE_PIXELS)"
+                )
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from None
+
+
+@dataclass
+class Detector:
+    """A built detector with everything that decides its output: name, options, weights files' digests."""
+
+    name: str
+    plugin: str
+    options: dict[str, Any]
+    detect: Callable[[list[np.ndarray]], list[list[Face]]]
+    weights: list[tuple[Path, str | None]]  # each file and its SHA-256
+
+    def identity(self) -> dict[str, Any]:
+        """What the landmarks depend on, without machine-specific paths: the cache key and file header."""
+        return {"detector": self.name, "options": self.options, "weights_sha256": [sha for _, sha in self.weights]}
+
+    def describe(self) -> dict[str, Any]:
+        """For manifests: the identity, the plugin's origin and where the weights files are."""
+        return {
+            "name": self.name,
+            **plugin_origin(self.plugin),
+            "options": self.options,
+            "weights": [{"file": str(path), "sha256": sha} for path, sha in self.weights],
+        }
+
+
+def load_detector(name: str, weights: Path | None, device, option_items: tuple[str, ...] | list[str] = ()) -> Detector:
+    """Build the registered detector ``name`` with ``--detector-option`` values and ``--detector-weights``.
+
+    A ``ValueError`` from the plugin's ``build`` (weights it cannot use, an option value it refuses) becomes
+    a one-line usage error naming the option.
+    """
+    found = registry.entry("detector", name)
+    spec = found.spec
+    options = spec.effective_options(parse_options(spec, option_items, "--detector-option"))
+    if weights is not None and not Path(weights).exists():
+        raise UsageError(f"--detector-weights {weights}: no such file or folder")
+    try:
+        detect = spec.build(None if weights is None else Path(weights), device, **options)
+    except ValueError as exc:
+        flag = f"--detector-weights {weights}" if weights is not None else f"--detector {name}"
+        raise UsageError(f"{flag}: {exc}") from None
+    files = [Path(file) for file in getattr(detect, "weights_files", ())]
+    if weights is not None and Path(weights).is_file() and Path(weights) not in files:
+        files.insert(0, Path(weights))
+    return Detector(name, found.plugin, options, detect, [(file, sha256_file(file)) for file in files])
+
+
+def pick_face(faces: list[Face], width: int, height: int, how: str = "center") -> Face | None:
+    """The face to keep of several: nearest the image centre (box centres), the largest box or the highest
+    score; the first of equals. None when there is none."""
+    if not faces:
+        return None
+    if how == "score":
+        return max(faces, key=lambda face: face.score)
+    if how == "largest":
+        return max(faces, key=lambda face: (face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+    centre_x, centre_y = width / 2, height / 2
+    return min(faces, key=lambda face: math.hypot((face.box[0] + face.box[2]) / 2 - centre_x,
+                                                  (face.box[1] + face.box[3]) / 2 - centre_y))
+
+
+def _unwritable(rel: str) -> str | None:
+    """Why a landmark file cannot name this image, if it cannot: its lines are split at white space."""
+    if any(character.isspace() for character in rel):
+        return "its path contains white space, which a landmark file cannot hold; rename it"
+    return None
+
+
+def _load(root: Path, limit: int, rel: str) -> np.ndarray | str:
+    """The decoded image, or why it has no landmarks (it cannot be named or decoded)."""
+    reason = _unwritable(rel)
+    if reason is not None:
+        return reason
+    try:
+        return read_rgb(root / rel, limit)
+    except DataError as exc:
+        return str(exc).removeprefix(f"{root / rel}: ")
+
+
+def detect_batches(
+    root: Path, images: list[str], detector: Detector, pick: str = "center", batch_size: int = DEFAULT_BATCH,
+    workers: int = 2,
+) -> Iterator[dict[str, np.ndarray | str]]:
+    """Per batch of ``images``: each image's (5, 2) points (rounded to the landmark files' 2 decimals) or the
+    reason it has none (``NO_FACE``, or why it cannot be read). The next batch is decoded while the detector
+    runs on this one."""
+    load = partial(_load, root, max_image_pixels())
+    batches = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        upcoming = pool.map(load, batches[0]) if batches else iter(())
+        for index, names in enumerate(batches):
+            decoded = list(upcoming)
+            if index + 1 < len(batches):
+                upcoming = pool.map(load, batches[index + 1])  # submitted now, decoded while the detector runs
+            yield _detect_one_batch(names, decoded, detector, pick)
+
+
+def _detect_one_batch(
+    names: list[str], decoded: list[np.ndarray | str], detector: Detector, pick: str
+) -> dict[str, np.ndarray | str]:
+    results: dict[str, np.ndarray | str] = {rel: item for rel, item in zip(names, decoded) if isinstance(item, str)}
+    readable = [(rel, item) for rel, item in zip(names, decoded) if not isinstance(item, str)]
+    if not readable:
+        return results
+    found = detector.detect([image for _, image in readable])
+    if len(found) != len(readable):
+        raise LrbenchError(f"detector {detector.name!r} (plugin {detector.plugin!r}) returned {len(found)} results "
+                           f"for {len(readable)} images; it must return one list of faces per image")
+    for (rel, image), faces in zip(readable, found):
+        face = pick_face(list(faces), image.shape[1], image.shape[0], pick)
+        if face is None:
+            results[rel] = NO_FACE
+            continue
+        points = np.asarray(face.points, dtype=np.float64)
+        if points.shape != (5, 2):
+            raise LrbenchError(f"detector {detector.name!r} (plugin {detector.plugin!r}) gave points of shape "
+                               f"{points.shape} for {rel}; Face.points must be (5, 2)")
+        results[rel] = np.round(points, 2)
+    return results
+
+
+def landmark_lines(results: dict[str, np.ndarray | str]) -> str:
+    """One tab-separated line per image with points (2 decimals), sorted by path."""
+    return "".join(rel + "".join(f"\t{v:.2f}" for v in points.ravel()) + "\n"
+                   for rel, points in sorted(results.items()) if not isinstance(points, str))
+
+
+def landmark_text(results: dict[str, np.ndarray | str], header: dict[str, Any]) -> str:
+    """A landmark file: the header comment (JSON), then ``landmark_lines``."""
+    return HEADER_PREFIX + json.dumps(header, sort_keys=True) + "\n" + landmark_lines(results)
+
+
+def read_header(path: Path) -> dict[str, Any] | None:
+    """The header of a landmark file lrbench wrote, or None (no such file, or not written by lrbench)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not first.startswith(HEADER_PREFIX):
+        return None
+    try:
+        header = json.loads(first.removeprefix(HEADER_PREFIX))
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def without_landmarks_path(out: Path) -> Path:
+    """Where ``lrbench landmarks`` lists the images it could not give landmarks: ``<stem>.noface.txt``."""
+    return out.with_name(f"{out.stem}.noface.txt")
+
+
+def partial_path(out: Path) -> Path:
+    """The checkpoint of an unfinished ``lrbench landmarks``: a hidden sibling of ``--out``."""
+    return out.with_name(f".{out.name}.partial")
+
+
+@dataclass
+class LandmarkSummary:
+    images: int
+    found: int
+    without: dict[str, str]  # image → why it has no landmarks
+    resumed: int  # images whose results came from an interrupted call's checkpoint
+    already_done: bool = False
+
+
+def write_landmark_file(
+    root: Path, images: list[str], out: Path, detector: Detector, *, pick: str = "center",
+    batch_size: int = DEFAULT_BATCH, workers: int = 2, overwrite: bool = False, show_progress="bar",
+) -> LandmarkSummary:
+    """``lrbench landmarks``: detect ``images`` (``find_images(root)``), write ``out`` and the list of those
+    without landmarks (``without_landmarks_path``) atomically.
+
+    An interrupted call leaves its results in ``partial_path(out)`` (rewritten atomically every
+    CHECKPOINT_EVERY images and when it stops), and the next call with the same settings detects only the
+    rest. A finished ``out`` made with the same settings is left alone unless ``overwrite``.
+    """
+    root, out = Path(root), Path(out)
+    identity = {"format": FORMAT, "data": str(root.resolve()), **detector.identity(), "pick": pick}
+    if out.exists() and not overwrite:
+        header = read_header(out)
+        same = header is not None and {key: header.get(key) for key in identity} == identity
+        if same and header.get("images") != len(images):
+            raise UsageError(f"--out {out}: holds the landmarks of {header.get('images')} images, but {root} now has "
+                             f"{len(images)}; pass --overwrite to detect again")
+        if same:
+            return LandmarkSummary(len(images), header.get("images", 0) - header.get("without_landmarks", 0),
+                                   {}, 0, already_done=True)
+        settings = " (made with other settings)" if header is not None else ""
+        raise UsageError(f"--out {out}: already exists{settings}; pass --overwrite to detect again, or choose "
+                         "another file")
+    checkpoint = partial_path(out)
+    done = _resume(checkpoint, identity, set(images))
+    resumed = len(done)
+    todo = [rel for rel in images if rel not in done]
+    since = 0
+    try:
+        label = f"detect faces ({detector.name})" + (f", {resumed} done before" if resumed else "")
+        with progress_bar(label, len(todo), show_progress) as steps:
+            for results in detect_batches(root, todo, detector, pick, batch_size, workers):
+                done.update(results)
+                steps.advance(len(results))
+                since += len(results)
+                if since >= CHECKPOINT_EVERY:
+                    _save_checkpoint(checkpoint, identity, done)
+                    since = 0
+    except BaseException:
+        if since:
+            _save_checkpoint(checkpoint, identity, done)
+        if done:
+            warn(f"stopped after {len(done)} of {len(images)} images; they are kept in {checkpoint}, and the same "
+                 "command continues from there")
+        raise
+    without = {rel: result for rel, result in sorted(done.items()) if isinstance(result, str)}
+    header = {**identity, "images": len(images), "without_landmarks": len(without)}
+    listing = without_landmarks_path(out)
+    if without:
+        write_atomic(listing, "# images without landmarks: path, tab, reason\n"
+                     + "".join(f"{rel}\t{reason}\n" for rel, reason in without.items()))
+    else:
+        listing.unlink(missing_ok=True)  # an earlier call's list would describe other results
+    write_atomic(out, landmark_text(done, header))
+    checkpoint.unlink(missing_ok=True)
+    return LandmarkSummary(len(images), len(images) - len(without), without, resumed)
+
+
+def _resume(checkpoint: Path, identity: dict, images: set[str]) -> dict[str, np.ndarray | str]:
+    """The results an interrupted call with the same settings checkpointed (for images still there)."""
+    try:
+        state = json.loads(checkpoint.read_text())
+        if state["identity"] != identity:
+            warn(f"{checkpoint}: an interrupted call with other settings; starting afresh")
+            return {}
+        return {rel: value if isinstance(value, str) else np.asarray(value, dtype=np.float64).reshape(5, 2)
+                for rel, value in state["results"].items() if rel in images}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        warn(f"{checkpoint}: unreadable checkpoint of an interrupted call; starting afresh")
+        return {}
+
+
+def _save_checkpoint(checkpoint: Path, identity: dict, done: dict[str, np.ndarray | str]) -> None:
+    results = {rel: value if isinstance(value, str) else value.ravel().tolist() for rel, value in done.items()}
+    write_atomic(checkpoint, json.dumps({"identity": identity, "results": results}))
+
+
+# ---- on the fly: ``--detector`` in run, embed and train ----
+
+_scratch_dir: tempfile.TemporaryDirectory | None = None
+
+
+def _scratch() -> Path:
+    """A private folder for this process's detections when there is no cache folder; removed at exit."""
+    global _scratch_dir
+    if _scratch_dir is None:
+        _scratch_dir = tempfile.TemporaryDirectory(prefix="lrbench-detections-")
+    return Path(_scratch_dir.name)
+
+
+def detection_key(root: Path, images: list[str], detector: Detector, pick: str) -> str:
+    """Identity of a detection: the detector, its options and weights' digests, the face choice, the
+    decoders' versions, and every image's name and bytes."""
+    digest = hashlib.sha256(json.dumps({"format": FORMAT, **detector.identity(), "pick": pick,
+                                        "decoders": decoder_versions()}, sort_keys=True).encode())
+    for rel, file_digest in zip(images, file_digests([Path(root) / rel for rel in images])):
+        if isinstance(file_digest, OSError):
+            raise DataError(f"{Path(root) / rel}: cannot read image ({file_digest.strerror or file_digest})")
+        digest.update(json.dumps(rel).encode() + file_digest)
+    return digest.hexdigest()[:24]
+
+
+def missing_landmarks_message(root: Path, suggested: Path) -> str:
+    """What to do when a run has no landmark file: the ways to get landmarks, as one line."""
+    return (f"no landmark file for the images in {root}: pass --landmarks FILE, write one with `lrbench landmarks "
+            f"{root} --out {suggested}`, detect faces on the fly with --detector {DEFAULT_DETECTOR}, or pass "
+            "--aligned for pre-aligned crops")
+
+
+def detected_landmarks(
+    root: Path, images: list[str], detector: Detector, *, cache_dir: Path | None, workers: int = 2,
+    show_progress="bar", pick: str = "center",
+) -> tuple[Path, dict[str, Any]]:
+    """A landmark file for ``images`` made by ``detector``, from the cache folder when an entry verifies.
+
+    Returns the file and its record for the manifest. Images with no face are refused with their list
+    (a run would otherwise have to drop pairs, changing the benchmark); an unreadable image is an error
+    naming it. The entry is a landmark file whose header carries the key and the SHA-256 of the lines
+    below it, so a damaged or foreign entry is detected again, never read.
+    """
+    key = detection_key(root, images, detector, pick)
+    entry = (cache_dir or _scratch()) / f"landmarks-{detector.name}-{key}.txt"
+    note = {"detector": detector.describe(), "pick": pick, "images": len(images),
+            "cache": {"path": str(entry) if cache_dir else None, "hit": False}}
+    header = _verified_entry(entry, key)
+    if header is None:
+        header = _detect_entry(root, images, detector, pick, workers, show_progress, key)
+        entry = _write_entry(entry, header["text"], cache_dir is not None, note)
+    else:
+        note["cache"]["hit"] = True
+    no_face = header["no_face"]
+    note["no_face"] = {"count": len(no_face), "first": no_face[:5]}
+    if no_face:
+        raise DataError(
+            f"{root}: detector {detector.name!r} found no face in {len(no_face)} of {len(images)} images: "
+            f"{brief_list(no_face)}; a run would have to drop their pairs, so it stops: give their points in a "
+            f"landmark file (`lrbench landmarks {root} --out landmarks.txt` writes the others) and pass --landmarks, "
+            "or try other --detector-option values"
+        )
+    return entry, note
+
+
+def _detect_entry(root, images, detector, pick, workers, show_progress, key) -> dict[str, Any]:
+    results: dict[str, np.ndarray | str] = {}
+    with progress_bar(f"detect faces ({detector.name})", len(images), show_progress) as steps:
+        for batch in detect_batches(root, images, detector, pick, DEFAULT_BATCH, workers):
+            unreadable = [(rel, why) for rel, why in batch.items() if isinstance(why, str) and why != NO_FACE]
+            if unreadable:
+                rel, why = unreadable[0]
+                raise DataError(f"{Path(root) / rel}: {why}")
+            results.update(batch)
+            steps.advance(len(batch))
+    no_face = sorted(rel for rel, result in results.items() if isinstance(result, str))
+    body = landmark_lines(results)
+    header = {"format": FORMAT, "key": key, **detector.identity(), "pick": pick, "images": len(images),
+              "no_face": no_face, "sha256": hashlib.sha256(body.encode()).hexdigest()}
+    return {**header, "text": HEADER_PREFIX + json.dumps(header, sort_keys=True) + "\n" + body}
+
+
+def _verified_entry(entry: Path, key: str) -> dict[str, Any] | None:
+    """The header of a cache entry whose key and lines verify; None (with a warning if one was there)."""
+    try:
+        text = entry.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        warn(f"detection cache {entry}: cannot read it ({exc}); detecting again")
+        return None
+    first, _, body = text.partition("\n")
+    header = read_header(entry) if first.startswith(HEADER_PREFIX) else None
+    if (header is None or header.get("format") != FORMAT or header.get("key") != key
+            or header.get("sha256") != hashlib.sha256(body.encode()).hexdigest()
+            or not isinstance(header.get("no_face"), list)):
+        warn(f"detection cache {entry}: does not verify; detecting again")
+        return None
+    return header
+
+
+def _write_entry(entry: Path, text: str, cached: bool, note: dict) -> Path:
+    """Write the entry; a cache folder that cannot take it means a private one for this process."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomic(entry, text)
+    except OSError as exc:
+        if not cached:
+            raise
+        note["cache"]["error"] = f"cannot write it ({exc.strerror or exc})"
+        warn(f"detection cache {entry}: {note['cache']['error']}; ran without the cache")
+        return write_atomic(_scratch() / entry.name, text)

@@ -1,0 +1,368 @@
+"""``lrbench pairs make``: an LFW-style verification benchmark from any folder of identities.
+
+An identity folder holds one sub-folder per person. From it come three files: an LFW View 2 pairs file
+(identity-disjoint folds of N same-person and N different-person pairs), a people.txt-style split naming
+each fold's people, and a protocol definition for ``lrbench run --protocol``. Arbitrary file names do not
+follow LFW's ``{name}/{name}_{number:04d}.jpg``, so the definition carries an ``images`` table: image
+``name i`` of the pairs file is the i-th of that person's images in sorted order. The table pins the
+numbering, so images added to the folder later change nothing, and the run's manifest records its hash.
+
+Pairs are spread fairly: each fold's same-person pairs are shared out evenly over its people (a person with
+200 images gets no more than one with 5, unless the others run out of pairs), and its different-person
+pairs evenly over pairs of people.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .detection import find_images
+from .errors import DataError, UsageError, brief_list
+from .fileio import OutputLock, check_writable, write_atomic
+from .landmarks import read_landmarks
+from .progress import warn
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    images: tuple[str, ...]  # '/'-separated paths relative to the identity folder, sorted
+
+    @property
+    def same_pairs(self) -> int:
+        """How many distinct same-person pairs this person's images make."""
+        return math.comb(len(self.images), 2)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Folds of people and, per fold, same pairs ``(name, i, j)`` and different pairs ``(name1, i, name2, j)``
+    with 1-based image numbers into each person's sorted images."""
+
+    folds: tuple[tuple[Person, ...], ...]
+    same: tuple[tuple[tuple[str, int, int], ...], ...]
+    different: tuple[tuple[tuple[str, int, str, int], ...], ...]
+
+    @property
+    def pairs_per_fold(self) -> int:
+        return len(self.same[0])
+
+    @property
+    def unique_images(self) -> int:
+        """How many distinct images the pairs use (the protocol's ``expected.unique_images``)."""
+        used = set()
+        for same, different in zip(self.same, self.different):
+            used |= {(name, i) for name, i, _ in same} | {(name, j) for name, _, j in same}
+            used |= {(a, i) for a, i, _, _ in different} | {(b, j) for _, _, b, j in different}
+        return len(used)
+
+
+def scan_identities(folder: Path, landmarks: Path | None = None) -> list[Person]:
+    """The people of an identity folder: each sub-folder with at least one usable image is a person.
+
+    Images are those ``lrbench landmarks`` detects (any depth, hidden files skipped). With a landmark file,
+    only the images it gives landmarks are used, so ``lrbench run`` can align every image of every pair
+    (images where no face was found are left out, with a warning). Paths holding whitespace, backslashes or
+    non-printing characters cannot be written to lrbench's space-separated pairs and landmark files; they,
+    and images outside any person's sub-folder, are left out with a warning rather than silently.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"IDENTITY_FOLDER {folder}: not a folder")
+    if not any(folder.iterdir()):
+        raise DataError(f"{folder}: empty folder; expected one sub-folder of images per person, e.g. Ann/1.jpg")
+    images = find_images(folder)
+    usable = [rel for rel in images if rel.isprintable() and "\\" not in rel and not any(c.isspace() for c in rel)]
+    if len(usable) < len(images):
+        skipped = sorted(set(images) - set(usable))
+        warn(f"{folder}: skipped {len(skipped)} images whose paths hold spaces, backslashes or non-printing "
+             f"characters (lrbench's pairs and landmark files cannot name them; rename them): {brief_list(skipped)}")
+    loose = [rel for rel in usable if "/" not in rel]
+    if len(loose) == len(usable):
+        raise DataError(f"{folder}: no sub-folder holds images ({len(loose)} images lie directly in it); expected "
+                        "one sub-folder of images per person, e.g. Ann/1.jpg")
+    if loose:
+        warn(f"{folder}: left out {len(loose)} images outside any person's sub-folder: {brief_list(loose, 3)}")
+        usable = [rel for rel in usable if "/" in rel]
+    if landmarks is not None:
+        listed = set(read_landmarks(landmarks))
+        # The same two spellings landmarks_for accepts: relative to the folder, or prefixed with its name.
+        found = [rel for rel in usable if rel in listed or f"{folder.name}/{rel}" in listed]
+        if not found:
+            raise DataError(f"{landmarks}: no landmarks for any of the {len(usable)} images of {folder}")
+        if len(found) < len(usable):
+            missing = sorted(set(usable) - set(found))
+            warn(f"{landmarks}: no landmarks for {len(missing)} of {len(usable)} images of {folder}; the pairs use "
+                 f"the other {len(found)}: {brief_list(missing, 3)}")
+        usable = found
+    by_person: dict[str, list[str]] = {}
+    for rel in usable:
+        by_person.setdefault(rel.split("/", 1)[0], []).append(rel)
+    return [Person(name, tuple(paths)) for name, paths in sorted(by_person.items())]
+
+
+def make_benchmark(people: list[Person], folds: int, pairs_per_fold: int, seed: int, where: str = "") -> Benchmark:
+    """Split ``people`` into identity-disjoint folds and draw ``pairs_per_fold`` same and different pairs in each.
+
+    Deterministic in ``seed``. Refuses, naming the option and the numbers, when the people cannot supply it.
+    ``where`` (the identity folder) starts the messages about the data.
+    """
+    check_options(folds, pairs_per_fold, seed)
+    rng = np.random.default_rng(seed)
+    _check_people(people, folds, where)
+    split = _split(people, folds, rng)
+    _check_capacity(split, folds, pairs_per_fold)
+    same = tuple(_same_pairs(fold, pairs_per_fold, rng) for fold in split)
+    different = tuple(_different_pairs(fold, pairs_per_fold, rng) for fold in split)
+    return Benchmark(split, same, different)
+
+
+def check_options(folds: int, pairs_per_fold: int, seed: int) -> None:
+    """The option values no folder could satisfy, refused before a folder is read."""
+    if folds < 2:
+        raise UsageError(f"--folds {folds}: must be at least 2 (each fold's threshold is chosen on the others)")
+    if pairs_per_fold < 1:
+        raise UsageError(f"--pairs-per-fold {pairs_per_fold}: must be at least 1")
+    if seed < 0:
+        raise UsageError(f"--seed {seed}: must be 0 or more")
+
+
+def _check_people(people: list[Person], folds: int, where: str) -> None:
+    """Every fold needs two people (a different pair) and one with two images (a same pair)."""
+    pairable = sum(p.same_pairs > 0 for p in people)
+    most = min(len(people) // 2, pairable)
+    if most >= folds:
+        return
+    counts = f"{len(people)} identities, {pairable} of them with 2 or more images"
+    if most < 2:
+        raise DataError(f"{where}: {counts}; 2 folds need at least 4 identities, 2 of them with 2 or more images")
+    raise UsageError(f"--folds {folds}: {where} has {counts}; each fold needs 2 identities, one with 2 or more "
+                     f"images: use --folds {most} or fewer")
+
+
+def _split(people: list[Person], folds: int, rng: np.random.Generator) -> tuple[tuple[Person, ...], ...]:
+    """Identity-disjoint folds, random but stratified: people ranked by how many same pairs they make
+    (random among equals) are dealt out a block of ``folds`` at a time, one to each fold in random order,
+    so the folds get alike numbers of people and of pairable people."""
+    order = rng.permutation(len(people))
+    ranked = sorted(order, key=lambda k: -people[k].same_pairs)
+    members: list[list[Person]] = [[] for _ in range(folds)]
+    for start in range(0, len(ranked), folds):
+        block = ranked[start : start + folds]
+        for fold, k in zip(rng.permutation(folds), block):
+            members[fold].append(people[k])
+    return tuple(tuple(sorted(fold, key=lambda p: p.name)) for fold in members)
+
+
+def _different_capacity(fold: tuple[Person, ...]) -> int:
+    """Distinct different-person image pairs in a fold: sum over pairs of people of the image-count product."""
+    counts = [len(p.images) for p in fold]
+    return (sum(counts) ** 2 - sum(c * c for c in counts)) // 2
+
+
+def _check_capacity(split: tuple[tuple[Person, ...], ...], folds: int, wanted: int) -> None:
+    same = [sum(p.same_pairs for p in fold) for fold in split]
+    different = [_different_capacity(fold) for fold in split]
+    fold = min(range(folds), key=lambda f: min(same[f], different[f]))
+    most = min(same[fold], different[fold])
+    if most >= wanted:
+        return
+    kind, have = ("same-person", same[fold]) if same[fold] <= different[fold] else ("different-person", different[fold])
+    people = split[fold]
+    raise UsageError(
+        f"--pairs-per-fold {wanted}: with --folds {folds}, fold {fold + 1} ({len(people)} identities, "
+        f"{sum(p.same_pairs > 0 for p in people)} with 2 or more images, {sum(len(p.images) for p in people)} "
+        f"images) has only {have} distinct {kind} pairs; use --pairs-per-fold {most} or fewer, or fewer --folds"
+    )
+
+
+def _water_fill(capacity: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
+    """Shares of ``total`` as even as the capacities allow (each share ≤ its capacity, max-min fair); the
+    remainder that cannot be split evenly goes to randomly chosen entries."""
+    low, high = 0, int(capacity.max())
+    while low < high:  # the highest level whose capped sum does not exceed total
+        mid = (low + high + 1) // 2
+        if np.minimum(capacity, mid).sum() <= total:
+            low = mid
+        else:
+            high = mid - 1
+    shares = np.minimum(capacity, low)
+    rest = total - int(shares.sum())
+    if rest:
+        shares[rng.choice(np.flatnonzero(capacity > low), rest, replace=False)] += 1
+    return shares
+
+
+def _unrank_pair(rank: int) -> tuple[int, int]:
+    """The ``rank``-th pair ``(i, j)``, ``i < j``, in the order (0,1), (0,2), (1,2), (0,3) …"""
+    j = (1 + math.isqrt(1 + 8 * rank)) // 2
+    return rank - j * (j - 1) // 2, j
+
+
+def _draw(count: int, population: int, rng: np.random.Generator) -> list[int]:
+    """``count`` distinct ranks below ``population`` (numpy draws them without listing the population)."""
+    return [int(rank) for rank in rng.choice(population, count, replace=False)] if count else []
+
+
+def _same_pairs(fold: tuple[Person, ...], wanted: int, rng: np.random.Generator) -> tuple[tuple[str, int, int], ...]:
+    shares = _water_fill(np.array([p.same_pairs for p in fold], dtype=np.int64), wanted, rng)
+    pairs = []
+    for person, share in zip(fold, shares):
+        for rank in _draw(int(share), person.same_pairs, rng):
+            i, j = _unrank_pair(rank)
+            pairs.append((person.name, i + 1, j + 1))
+    return tuple(sorted(pairs))
+
+
+def _different_pairs(
+    fold: tuple[Person, ...], wanted: int, rng: np.random.Generator
+) -> tuple[tuple[str, int, str, int], ...]:
+    """One image pair for each of ``wanted`` random pairs of people when there are that many; else every
+    pair of people, with the image pairs shared out over them as evenly as their image counts allow."""
+    people_pairs = math.comb(len(fold), 2)
+    if wanted <= people_pairs:
+        couples = [_unrank_pair(rank) for rank in _draw(wanted, people_pairs, rng)]
+        shares = np.ones(wanted, dtype=np.int64)
+    else:
+        couples = [_unrank_pair(rank) for rank in range(people_pairs)]
+        sizes = np.array([len(fold[a].images) * len(fold[b].images) for a, b in couples], dtype=np.int64)
+        shares = _water_fill(sizes, wanted, rng)
+    pairs = []
+    for (a, b), share in zip(couples, shares):
+        first, second = fold[a], fold[b]
+        for rank in _draw(int(share), len(first.images) * len(second.images), rng):
+            i, j = divmod(rank, len(second.images))
+            pairs.append((first.name, i + 1, second.name, j + 1))
+    return tuple(sorted(pairs))
+
+
+def pairs_text(bench: Benchmark) -> str:
+    """The LFW View 2 pairs file: ``folds<TAB>n``, then per fold n same and n different pairs."""
+    lines = [f"{len(bench.folds)}\t{bench.pairs_per_fold}"]
+    for same, different in zip(bench.same, bench.different):
+        lines += ["\t".join(map(str, pair)) for pair in same]
+        lines += ["\t".join(map(str, pair)) for pair in different]
+    return "\n".join(lines) + "\n"
+
+
+def people_text(bench: Benchmark) -> str:
+    """The LFW people.txt split: the number of folds, then per fold its size and ``name<TAB>images`` lines."""
+    lines = [str(len(bench.folds))]
+    for fold in bench.folds:
+        lines.append(str(len(fold)))
+        lines += [f"{person.name}\t{len(person.images)}" for person in fold]
+    return "\n".join(lines) + "\n"
+
+
+def protocol_text(bench: Benchmark, name: str, pairs_file: str, seed: int, landmarks_file: str) -> str:
+    """A protocol definition whose ``images`` table numbers each person's images as the pairs file does."""
+    per_fold = bench.pairs_per_fold
+    description = (f"{name}: {len(bench.folds)} identity-disjoint folds of {per_fold} same + {per_fold} different "
+                   f"pairs (lrbench pairs make, seed {seed})")
+    lines = [
+        "# Written by lrbench pairs make: the benchmark of an identity folder, for lrbench run --protocol.",
+        f"name = {_toml_string(name)}",
+        f"description = {_toml_string(description)}",
+        f"pairs_file = {_toml_string(pairs_file)}",
+        'image_dirs = ["."]',
+        f"landmarks_file = {_toml_string(landmarks_file)}",
+        "",
+        "[expected]",
+        f"pairs = {2 * per_fold * len(bench.folds)}",
+        f"unique_images = {bench.unique_images}",
+        "",
+        "# Image `name i` of the pairs file is the i-th path of name's list, relative to the --data folder.",
+        "[images]",
+    ]
+    people = sorted((p for fold in bench.folds for p in fold), key=lambda p: p.name)
+    lines += [f"{_toml_string(p.name)} = [{', '.join(_toml_string(rel) for rel in p.images)}]" for p in people]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, everything else as is."""
+    escaped = []
+    for char in text:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+@click.group()
+def pairs():
+    """Verification benchmarks from your own data."""
+
+
+@pairs.command()
+@click.argument("identity_folder", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="The pairs file to write (LFW View 2 format); put it in IDENTITY_FOLDER for `lrbench run`.")
+@click.option("--folds", default=10, show_default=True, help="Identity-disjoint folds.")
+@click.option("--pairs-per-fold", default=300, show_default=True,
+              help="Same-person pairs per fold (and as many different-person pairs).")
+@click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same files.")
+@click.option("--people-out", type=click.Path(path_type=Path),
+              help="The people split (LFW people.txt format); default: people.txt beside --out.")
+@click.option("--protocol-out", type=click.Path(path_type=Path),
+              help="The protocol definition for `lrbench run --protocol`; default: protocol.toml beside --out.")
+@click.option("--landmarks", type=click.Path(path_type=Path),
+              help="Use only the images this landmark file has landmarks for; default: landmarks.txt in "
+              "IDENTITY_FOLDER if there is one (all images if not).")
+@click.option("--overwrite", is_flag=True, help="Replace the output files if they exist.")
+def make(identity_folder, out, folds, pairs_per_fold, seed, people_out, protocol_out, landmarks, overwrite):
+    """Write pairs, people split and protocol for a folder holding one sub-folder of images per person.
+
+    The pairs file is LFW View 2's format; image `NAME i` in it is the i-th of NAME's images (sorted) as
+    listed in the protocol file, which `lrbench run --protocol` reads.
+    """
+    from .cli import _command_line
+
+    outputs = {"--out": out, "--people-out": people_out or out.with_name("people.txt"),
+               "--protocol-out": protocol_out or out.with_name("protocol.toml")}
+    _check_outputs(outputs, overwrite)
+    check_options(folds, pairs_per_fold, seed)
+    if landmarks is None and (Path(identity_folder) / "landmarks.txt").is_file():
+        landmarks = Path(identity_folder) / "landmarks.txt"
+    elif landmarks is not None and not landmarks.is_file():
+        raise UsageError(f"--landmarks {landmarks}: no such file")
+    people = scan_identities(identity_folder, landmarks)
+    bench = make_benchmark(people, folds, pairs_per_fold, seed, where=str(identity_folder))
+    name = Path(identity_folder).resolve().name or "identities"
+    # Where lrbench run looks for the landmarks: relative to the pairs file's folder.
+    landmarks_file = Path(os.path.relpath(landmarks.resolve(), out.resolve().parent)) if landmarks else None
+    texts = {"--out": pairs_text(bench), "--people-out": people_text(bench),
+             "--protocol-out": protocol_text(bench, name, out.name, seed,
+                                             landmarks_file.as_posix() if landmarks_file else "landmarks.txt")}
+    with OutputLock(out, "--out", command=_command_line()):
+        for option, path in outputs.items():
+            write_atomic(path, texts[option])
+    images = sum(len(p.images) for p in people)
+    click.echo(f"{identity_folder}: {len(people)} persons, {images} images → {folds} folds × ({pairs_per_fold} same "
+               f"+ {pairs_per_fold} different) pairs over {bench.unique_images} images")
+    click.echo(f"wrote {out}, {outputs['--people-out']}, {outputs['--protocol-out']}")
+    data_parent = {Path(identity_folder).resolve(), Path(identity_folder).resolve().parent}
+    pairs_option = "" if out.resolve().parent in data_parent else f" --pairs {out}"
+    click.echo(f"evaluate: lrbench run --backbone NAME --data {identity_folder} "
+               f"--protocol {outputs['--protocol-out']}{pairs_option} --df 1-13")
+
+
+def _check_outputs(outputs: dict[str, Path], overwrite: bool) -> None:
+    """Refuse, before any work, outputs that collide, cannot be written or exist without ``--overwrite``."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        check_writable(path, option, folder=False)
+        other = seen.setdefault(path.resolve(), option)
+        if other != option:
+            raise UsageError(f"{option} {path}: the same file as {other}; choose another")
+        if path.exists() and not overwrite:
+            raise UsageError(f"{option} {path}: already exists; choose another file or pass --overwrite")

@@ -1,0 +1,326 @@
+"""Face networks from model files: ``onnx`` (onnxruntime) and ``torchscript`` (``torch.jit.load``).
+
+A model file carries its weights and graph but not how its crops were made, and a wrong channel order or
+normalisation silently costs accuracy. So the input convention is never guessed: ``--option preset=NAME``
+names a published one (PRESETS), or the name of a registered backbone whose convention an exported copy
+keeps, and ``template``, ``channel_order``, ``mean``, ``std`` and ``metric`` set or override single parts.
+An ONNX graph's crop size is read from the graph and must be the template's.
+
+onnxruntime is an optional extra (``pip install 'lrbench[onnx]'``): it is imported when an ONNX model is
+built, so listing the backbones does not need it.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lrbench import (
+    ARCFACE_112x112,
+    BackboneSpec,
+    CropTemplate,
+    DataError,
+    InputSpec,
+    SPHEREFACE_96x112,
+    UsageError,
+    check_weights_file,
+    hookimpl,
+    registry,
+)
+from lrbench.progress import warn
+
+# facenet-pytorch (and davidsandberg/facenet, whose weights it ports) crops MTCNN's face box enlarged by a
+# margin (14 px of 160) and resizes it to 160×160, with no five-point alignment; MTCNN's boxes are about 1.34×
+# taller than wide, so its crops stretch faces sideways, which no similarity alignment can reproduce. These
+# points are where MTCNN's own landmarks land in such crops, averaged over 200 LFW images (facenet-pytorch's
+# MTCNN weights, the face nearest the centre): aligning to them gives crops of the same place and size, in a
+# least-squares sense, without the stretch.
+FACENET_160x160 = CropTemplate(
+    "facenet-160x160",
+    (160, 160),
+    ((49.6, 64.1), (115.0, 62.8), (83.1, 92.2), (55.5, 118.2), (112.6, 117.2)),
+)
+
+# Published input conventions: (template, channel order, mean, std) applied to 0…255 pixels.
+PRESETS = {
+    # insightface's ArcFace model zoo (arcface_torch, buffalo_l .onnx files; files converted from MXNet whose graph
+    # starts with Sub and Mul nodes normalise inside it: mean=0 std=1 for those, as insightface's loader does)
+    "insightface": InputSpec(ARCFACE_112x112, "RGB", mean=(127.5,) * 3, std=(127.5,) * 3),
+    # AdaFace (mk-minchul/AdaFace inference.to_input: BGR, (x / 255 - 0.5) / 0.5); CVLface models likewise
+    "adaface": InputSpec(ARCFACE_112x112, "BGR", mean=(127.5,) * 3, std=(127.5,) * 3),
+    # SphereFace (wy1iu/sphereface, Caffe: BGR, (x - 127.5) / 128)
+    "sphereface": InputSpec(SPHEREFACE_96x112, "BGR", mean=(127.5,) * 3, std=(128.0,) * 3),
+    # FaceNet (facenet-pytorch InceptionResnetV1: RGB, fixed_image_standardization (x - 127.5) / 128)
+    "facenet": InputSpec(FACENET_160x160, "RGB", mean=(127.5,) * 3, std=(128.0,) * 3),
+}
+CONVENTION_OPTIONS = {"preset": "", "template": "", "channel_order": "", "mean": "", "std": "", "metric": ""}
+INSTALL = "pip install 'lrbench[onnx]' (or pip install onnxruntime; onnxruntime-gpu for CUDA)"
+
+
+def _registered() -> dict[str, BackboneSpec]:
+    """Registered backbones other than the model-file ones: an exported copy keeps their convention."""
+    return {name: found.spec for name, found in registry.collect("backbone").items() if found.spec.specialise is None}
+
+
+def _templates() -> dict[str, CropTemplate]:
+    templates = {spec.template.name: spec.template for spec in PRESETS.values()}
+    for spec in _registered().values():
+        templates.setdefault(spec.input.template.name, spec.input.template)
+    return templates
+
+
+def _triple(name: str, text: str) -> tuple[float, float, float]:
+    """``127.5`` or ``122.8,117.0,104.3``: one value per channel in the network's channel order (as InputSpec)."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or not all(np.isfinite(values)) or (name == "std" and min(values) <= 0):
+        kind = "positive " if name == "std" else ""
+        raise UsageError(f"--option {name}={text}: expected one {kind}number or three comma-separated")
+    return values
+
+
+def convention(preset: str, template: str, channel_order: str, mean: str, std: str, metric: str) -> dict[str, Any]:
+    """The spec fields these options choose: ``input`` and ``metric`` (and ``flip_fusion`` from a backbone)."""
+    given = {"template": template, "channel_order": channel_order, "mean": mean, "std": std}
+    fields: dict[str, Any] = {}
+    if preset in PRESETS:
+        base = PRESETS[preset]
+    elif preset:
+        registered = _registered()
+        if preset not in registered:
+            raise UsageError(
+                f"--option preset={preset}: no such convention; presets: {', '.join(PRESETS)}, "
+                f"or a registered backbone's: {', '.join(registered)}"
+            )
+        spec = registered[preset]
+        base = spec.input
+        fields = {"metric": spec.metric, "flip_fusion": spec.flip_fusion}
+    else:
+        missing = [name for name, value in given.items() if not value]
+        if missing:
+            raise UsageError(
+                f"--option preset: the input convention is needed, as preset={'|'.join(PRESETS)} (or a registered "
+                f"backbone's name), or all of template, channel_order, mean, std (missing: {', '.join(missing)})"
+            )
+        base = PRESETS["insightface"]  # every part is overridden below
+    if template:
+        templates = _templates()
+        if template not in templates:
+            raise UsageError(f"--option template={template}: no such template; choose one of {', '.join(templates)}")
+    if channel_order and channel_order.upper() not in ("RGB", "BGR"):
+        raise UsageError(f"--option channel_order={channel_order}: choose RGB or BGR")
+    if metric and metric not in ("cosine", "euclidean"):
+        raise UsageError(f"--option metric={metric}: choose cosine or euclidean")
+    fields["input"] = InputSpec(
+        _templates()[template] if template else base.template,
+        channel_order.upper() or base.channel_order,
+        _triple("mean", mean) if mean else base.mean,
+        _triple("std", std) if std else base.std,
+    )
+    if metric:
+        fields["metric"] = metric
+    return fields
+
+
+def _convention_name(preset: str, **overrides: str) -> str:
+    """``insightface``, ``insightface std=128`` or ``custom template=… …``: what the manifest calls it."""
+    changed = [f"{name}={value}" for name, value in overrides.items() if value]
+    return " ".join(([preset] if preset else ["custom"]) + changed)
+
+
+def _model_file(weights: str | None, expected: str, example: str) -> Path:
+    if weights in (None, "random"):
+        raise UsageError(f"--weights: this backbone runs {expected}; pass --weights {example}")
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--weights {weights}: no such file")
+    check_weights_file(path, expected)
+    return path.resolve()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _dims(shape) -> str:
+    """An ONNX shape for messages: fixed sizes as numbers, named (dynamic) ones by name, unnamed as ?."""
+    return "×".join(str(d) if isinstance(d, int) else (d or "?") for d in shape)
+
+
+class OnnxNetwork(nn.Module):
+    """An ONNX face network as a PyTorch module: N×3×H×W float batch → N×D embeddings (its first output).
+
+    onnxruntime runs it on the CPU, or with the CUDA execution provider when the batch is on a CUDA
+    device and the installed onnxruntime has it. A graph with a fixed batch size gets the batch in
+    pieces of that size, the last one padded.
+    """
+
+    def __init__(self, path: Path, crop_size: tuple[int, int], convention_name: str):
+        super().__init__()
+        try:
+            import onnxruntime
+        except ImportError:
+            raise UsageError(f"backbone 'onnx' needs onnxruntime: {INSTALL}") from None
+        self.ort, self.weights_file, self.convention = onnxruntime, path, convention_name
+        self.sessions: dict[str, Any] = {}
+        self.warned_precision = False
+        session = self._session("cpu")
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1:
+            names = ", ".join(f"{i.name} {_dims(i.shape)}" for i in inputs)
+            raise DataError(f"{path}: the graph has {len(inputs)} inputs ({names}); lrbench feeds one N×3×H×W batch")
+        graph_input, output = inputs[0], outputs[0]
+        shape = graph_input.shape
+        if len(shape) != 4 or shape[1] != 3:
+            raise DataError(f"{path}: the graph's input {graph_input.name!r} is {_dims(shape)}, not N×3×H×W")
+        if len(output.shape) != 2:
+            raise DataError(f"{path}: the graph's output {output.name!r} is {_dims(output.shape)}, not N×D")
+        types = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+        if graph_input.type not in types:
+            raise DataError(f"{path}: the graph's input {graph_input.name!r} is {graph_input.type}, not float")
+        height, width = shape[2:]
+        if all(isinstance(d, int) for d in (height, width)) and (width, height) != crop_size:
+            conventions = {**PRESETS, **{name: spec.input for name, spec in _registered().items()}}
+            fitting = [name for name, spec in conventions.items() if spec.template.size == (width, height)]
+            raise UsageError(
+                f"--weights {path}: the graph takes {width}×{height} crops (input {_dims(shape)}) but the convention "
+                f"({convention_name}) crops {crop_size[0]}×{crop_size[1]}; presets of its size: "
+                f"{', '.join(fitting) or 'none (give template=…)'}"
+            )
+        self.input_name, self.output_name, self.dtype = graph_input.name, output.name, types[graph_input.type]
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.shapes = {"input": _dims(shape), "output": _dims(output.shape)}
+
+    def _session(self, device_type: str):
+        """An inference session for the device the batches are on (made once per device type)."""
+        if device_type not in self.sessions:
+            providers = ["CPUExecutionProvider"]
+            if device_type == "cuda":
+                if "CUDAExecutionProvider" in self.ort.get_available_providers():
+                    providers.insert(0, "CUDAExecutionProvider")
+                else:
+                    warn("onnxruntime has no CUDA execution provider here: the ONNX model runs on the CPU "
+                         "(pip install onnxruntime-gpu)")
+            options = self.ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch would use
+            try:
+                self.sessions[device_type] = self.ort.InferenceSession(
+                    str(self.weights_file), options, providers=providers
+                )
+            except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
+                raise DataError(f"{self.weights_file}: not a usable ONNX model ({_first_line(exc)})") from None
+        return self.sessions[device_type]
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """For the manifest: the graph's input and output, the convention and what ran it."""
+        return {
+            "format": "onnx",
+            "input_name": self.input_name,
+            "input_shape": self.shapes["input"],
+            "output_name": self.output_name,
+            "output_shape": self.shapes["output"],
+            "convention": self.convention,
+            "onnxruntime": self.ort.__version__,
+            "providers": {device: session.get_providers()[0] for device, session in self.sessions.items()},
+        }
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(batch.device.type) and not self.warned_precision:
+            warn("--precision does not apply to an ONNX model: onnxruntime runs it in the graph's own precision")
+            self.warned_precision = True
+        session = self._session(batch.device.type)
+        images = np.ascontiguousarray(batch.detach().float().cpu().numpy(), dtype=self.dtype)
+        step = self.fixed_batch or max(len(images), 1)
+        outputs = []
+        for start in range(0, len(images), step):
+            piece = images[start : start + step]
+            if len(piece) < step:  # a fixed-batch graph: pad the last piece and drop the padding's rows
+                piece = np.concatenate([piece, np.zeros((step - len(piece), *piece.shape[1:]), piece.dtype)])
+            try:
+                out = session.run([self.output_name], {self.input_name: piece})[0]
+            except Exception as exc:  # onnxruntime's own exception types: a graph that cannot take this batch
+                shape = "×".join(map(str, piece.shape))
+                problem = _first_line(exc)
+                raise DataError(f"{self.weights_file}: onnxruntime fails on a {shape} batch ({problem})") from None
+            outputs.append(out[: len(images) - start])
+        return torch.from_numpy(np.concatenate(outputs).astype(np.float32)).to(batch.device)
+
+
+class ScriptedNetwork(nn.Module):
+    """A TorchScript face network (``torch.jit.save`` of a traced or scripted model) that must give N×D."""
+
+    def __init__(self, path: Path, network: torch.jit.ScriptModule, convention_name: str):
+        super().__init__()
+        self.network, self.weights_file, self.convention = network, path, convention_name
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return {"format": "torchscript", "convention": self.convention, "torch": torch.__version__}
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self.network(batch)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2:
+            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise DataError(f"{self.weights_file}: the model's output is {got}, not N×D")
+        return out
+
+
+def build_onnx(weights: str | None, **options: str) -> nn.Module:
+    crop_size = convention(**options)["input"].template.size  # before the file: a bad option is reported first
+    return OnnxNetwork(_model_file(weights, "an ONNX model", "model.onnx"), crop_size, _convention_name(**options))
+
+
+def build_torchscript(weights: str | None, **options: str) -> nn.Module:
+    convention(**options)
+    path = _model_file(weights, "a TorchScript model", "model.pt")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a TorchScript model (torch.jit.save writes a zip archive)")
+    try:
+        with warnings.catch_warnings():  # torch deprecates TorchScript: nothing a user with a .pt file can act on
+            warnings.simplefilter("ignore", FutureWarning)
+            network = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # torch's reader fails with several exception types
+        raise DataError(
+            f"{path}: not a TorchScript model ({_first_line(exc)}); a state dict needs its own backbone"
+        ) from None
+    return ScriptedNetwork(path, network, _convention_name(**options))
+
+
+def _description(what: str) -> str:
+    return (
+        f"{what}; the input convention is required: --option preset={'|'.join(PRESETS)}|<backbone name>, "
+        "or template, channel_order, mean and std"
+    )
+
+
+@hookimpl
+def register_backbones(register):
+    files = (
+        ("onnx", build_onnx, "an ONNX face model file, run by onnxruntime (crop size read from the graph)"),
+        ("torchscript", build_torchscript, "a TorchScript face model file (torch.jit.save)"),
+    )
+    for name, build, what in files:
+        register(
+            BackboneSpec(
+                name=name,
+                build=build,
+                input=PRESETS["insightface"],  # what listings show; runs use the chosen convention
+                embedding_dim=None,
+                needs_weights=True,
+                options=dict(CONVENTION_OPTIONS),
+                specialise=convention,
+                description=_description(what),
+            )
+        )
