@@ -31,7 +31,7 @@ echo "== device"; nvidia-smi --query-gpu=name,memory.total,driver_version --form
 
 if [[ $SECTIONS == *" tests "* ]]; then
   echo "== tests that touch devices"
-  timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_registry.py tests/test_batching.py
+  timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_registry.py tests/test_batching.py tests/test_mtcnn.py
 fi
 
 if [[ $SECTIONS == *" speed "* ]]; then
