@@ -8,7 +8,10 @@ from .checkpoints import CheckpointLayout, check_weights_file, load_weights, rea
 from .degrade import probe_size, resize_down_up
 from .errors import DataError, LrbenchError, NumericalError, UsageError
 from .hookspecs import hookimpl
+from .identification import check_set as check_identification_set
+from .identification_layout import IdentificationLayout
 from .pairs import ProtocolDefinition
+from .progress import warn
 from .specs import (
     ARCFACE_112x112,
     BackboneSpec,
@@ -16,6 +19,7 @@ from .specs import (
     DegradationSpec,
     DetectorSpec,
     Face,
+    IdentificationSet,
     InputSpec,
     PairSet,
     ProtocolSpec,
@@ -36,6 +40,8 @@ __all__ = [
     "DegradationSpec",
     "DetectorSpec",
     "Face",
+    "IdentificationLayout",
+    "IdentificationSet",
     "InputSpec",
     "LrbenchError",
     "NumericalError",
@@ -46,6 +52,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "align_face",
+    "check_identification_set",
     "check_weights_file",
     "hookimpl",
     "load_weights",
@@ -53,4 +60,5 @@ __all__ = [
     "read_state_dict",
     "resize_down_up",
     "similarity_transform",
+    "warn",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from . import __version__, registry
+from .binsets import bin_group
 from .compare import compare
 from .console import print_entries, stdout_console, unclipped_table
 from .errors import LrbenchError, UsageError
@@ -150,8 +151,11 @@ def _settings(options: dict, show_progress: ProgressMode):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.pass_context
 def run(ctx, **options):
-    """Evaluate a backbone on a verification protocol across degradation factors."""
-    from .engine import SEED_PRESET, evaluate
+    """Evaluate a backbone on a verification or identification protocol across degradation factors.
+
+    On an identification protocol (e.g. lfw-ident) only the probes are degraded unless --mode both is given.
+    """
+    from .engine import SEED_PRESET, evaluate, protocol_kind
     from .results import claim_run_dir
 
     if options["preset"] == "seed":
@@ -162,8 +166,53 @@ def run(ctx, **options):
     settings = _settings(options, show_progress=progress_mode(options.pop("quiet")))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = out or Path("runs") / f"{stamp}-{settings.backbone}-{Path(settings.protocol).stem}"
+    if protocol_kind(settings.protocol) == "identification":
+        if ctx.get_parameter_source("mode") is not click.core.ParameterSource.COMMANDLINE:
+            settings.mode = "probe"  # HR enrolment, LR search
+        _run_identification(settings, out, overwrite, as_json)
+        return
     with claim_run_dir(out, overwrite, command=_command_line()):
         _finish(evaluate(settings), out, overwrite, as_json)
+
+
+def _run_identification(settings, out: Path, overwrite: bool, as_json: bool) -> None:
+    """Evaluate, write the identification run directory atomically and show its table. Under torchrun every
+    process embeds a share of the images and rank 0 (which alone claims and writes --out) searches."""
+    from dataclasses import replace
+
+    from .engine import prepare
+    from .identification_run import (
+        claim_identification_dir,
+        console_table,
+        evaluate_identification,
+        results_json,
+        write_identification_run,
+    )
+    from .training.distributed import main_first, start, stop
+
+    ranks = start(settings.device)
+    settings = replace(settings, device=str(ranks.device))
+    try:
+        if not ranks.main:
+            with main_first(ranks):  # rank 0 fills the crop cache first
+                prepared = prepare(settings)
+            evaluate_identification(prepared, ranks)
+            return
+        with claim_identification_dir(out, overwrite, command=_command_line()):
+            with main_first(ranks):
+                prepared = prepare(settings)
+            run_data = evaluate_identification(prepared, ranks)
+            run_data.manifest["command"] = _command_line()
+            run_data.manifest["versions"] = _versions()
+            write_identification_run(run_data, out)
+    finally:
+        stop()
+    if as_json:
+        click.echo(results_json(run_data))
+    else:
+        console = stdout_console()
+        console.print(console_table(run_data))
+        console.print(f"run directory: {out}  (report: {out / 'report.html'})")
 
 
 @cli.command()
@@ -315,32 +364,47 @@ def _versions() -> dict[str, str]:
     "--out",
     "-o",
     type=click.Path(path_type=Path),
-    help="Where an overlay of several runs goes (default runs/compare-<time>).",
+    help="Where an overlay of several runs goes: figures, report.html and overlay.csv (default "
+    "runs/compare-<time>; with --json and no --out nothing is written).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def report(runs, out, as_json):
-    """Re-render a run directory, or overlay several (e.g. an HR model against its LR student)."""
+@click.option("--allow-different-data", is_flag=True,
+              help="Overlay runs whose protocol, pairs, images or landmarks differ; the figures and the page say so.")
+def report(runs, out, as_json, allow_different_data):
+    """Re-render a run directory, or overlay several (e.g. an HR model against its LR student).
+
+    Runs overlaid must have scored the same pairs of the same faces (protocol, pairs, images and landmarks
+    hashes in their manifests) unless --allow-different-data is given.
+    """
     from .fileio import OutputLock, check_writable
-    from .report import console_table, render_into, results_json
+    from .progress import warn
+    from .report import check_overlay, console_table, render_into, results_json
     from .results import check_report_folder, load_run
 
     loaded = [load_run(path) for path in runs]  # every run checked before anything is written
+    different = check_overlay(loaded, allow_different_data)
+    if different:
+        warn(f"overlaying runs on different data: {'; '.join(different)}")
     if len(loaded) == 1 and out is None:
         target, option = loaded[0].path, "run directory"
+    elif out is None and as_json:
+        target, option = None, None  # JSON on stdout only: nothing lands in the current directory
     else:
         target, option = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}", "--out"
-    check_writable(target, option)
-    with OutputLock(target, option, command=_command_line()):
-        if option == "--out":
-            check_report_folder(target)
-        render_into(loaded, target)
+    if target is not None:
+        check_writable(target, option)
+        with OutputLock(target, option, command=_command_line()):
+            if option == "--out":
+                check_report_folder(target)
+            render_into(loaded, target, different)
     if as_json:
         click.echo(results_json(loaded))
         return
     console = stdout_console()
     for run_data in loaded:
         console.print(console_table(run_data))
-    console.print(f"report: {target / 'report.html'}")
+    console.print(f"report: {target / 'report.html'}" + (f"  (overlay: {target / 'overlay.csv'})" if len(loaded) > 1
+                                                          else ""))
 
 
 @cli.command()
@@ -463,6 +527,7 @@ def train():
 
 cli.add_command(pairs)
 cli.add_command(compare)
+cli.add_command(bin_group)
 
 
 def _add_plugin_commands() -> None:

@@ -26,13 +26,12 @@ from PIL import Image, UnidentifiedImageError
 from . import registry
 from .crops import decoder_versions, file_digests, max_image_pixels
 from .errors import DataError, LrbenchError, UsageError, brief_list
-from .fileio import sha256_file, write_atomic
+from .fileio import IMAGE_SUFFIXES, image_files, sha256_file, write_atomic
 from .options import parse_options
 from .plugins import plugin_origin
 from .progress import progress_bar, warn
 from .specs import Face
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp")
 PICKS = ("center", "largest", "score")
 DEFAULT_DETECTOR = "mtcnn"
 DEFAULT_BATCH = 32
@@ -46,18 +45,11 @@ _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Imag
 
 
 def find_images(root: Path) -> list[str]:
-    """The images under ``root`` (any depth, hidden files and folders skipped), as sorted '/'-separated
-    paths relative to it; a folder with none is an error."""
+    """The images under ``root`` (``fileio.image_files``); a folder with none is an error."""
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"DATA {root}: not a folder")
-    images = sorted(
-        path.relative_to(root).as_posix()
-        for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and path.is_file()
-    )
+    images = image_files(root)
     if not images:
         raise DataError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its sub-folders")
     return images

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -14,11 +14,15 @@ import torch
 from . import registry
 from .allocator import tune_allocator
 from .batching import BatchSizer, memory_key, parse_batch_size
+from .binsets import bin_protocol
 from .crops import default_cache_dir, load_crops
 from .degrade import parse_dfs, probe_size
 from .detection import detected_landmarks, load_detector, missing_landmarks_message
 from .errors import DataError, UsageError
 from .fileio import sha256_file
+from .identification import DEFINITIONS as IDENTIFICATION_DEFINITIONS
+from .identification import IDENTIFICATION_DEGRADED, identification_counts
+from .identification_layout import IdentificationLayout, is_identification_toml
 from .landmarks import landmarks_for
 from .metrics import THRESHOLD_RULES, evaluate_verification
 from .models import build_backbone, weights_file
@@ -29,7 +33,7 @@ from .precision import PRECISIONS, autocast_for, require_finite
 from .progress import ProgressMode, progress_bar
 from .ranges import parse_ranges
 from .results import RunData, definitions
-from .specs import FLIP_FUSIONS, BackboneSpec, DegradationSpec, InputSpec, PairSet, ProtocolSpec
+from .specs import FLIP_FUSIONS, BackboneSpec, DegradationSpec, IdentificationSet, InputSpec, PairSet, ProtocolSpec
 from .stats import result_intervals
 
 MODES = ("both", "probe")
@@ -200,15 +204,31 @@ def score_pairs(a: torch.Tensor, b: torch.Tensor, metric: str) -> np.ndarray:
     return (-torch.linalg.vector_norm(a - b, dim=1)).numpy().astype(np.float64)
 
 
-def _protocol(name: str) -> tuple[ProtocolSpec, dict]:
-    """A registered protocol, or a protocol definition file given by path; with where it comes from."""
+def _protocol(
+    name: str, data: Path | None = None, cache_dir: Path | None = None, show_progress: ProgressMode | bool = "bar"
+) -> tuple[ProtocolSpec, dict]:
+    """A registered protocol, a protocol definition file, or an insightface .bin (found when loaded, as given or
+    in the data folder; its images unpacked once into ``cache_dir``); with where it comes from (a .bin's path
+    and SHA-256 are the manifest's pairs file)."""
+    if name.endswith(".bin"):
+        return bin_protocol(name, cache_dir, show_progress), {"file": name, "format": "insightface .bin"}
     if name.endswith(".toml"):
         path = Path(name)
         if not path.is_file():
             raise UsageError(f"--protocol {name}: no such file")
-        return ProtocolDefinition.from_toml(path).spec(), {"file": str(path.resolve()), "sha256": sha256_file(path)}
+        origin = {"file": str(path.resolve()), "sha256": sha256_file(path)}
+        if is_identification_toml(path):
+            return IdentificationLayout.from_toml(path).spec(), origin
+        return ProtocolDefinition.from_toml(path).spec(), origin
     found = registry.entry("protocol", name)
     return found.spec, plugin_origin(found.plugin)
+
+
+def protocol_kind(name: str) -> str:
+    """"verification" or "identification": which run a ``--protocol`` value starts."""
+    if name.endswith(".bin"):  # insightface's verification sets
+        return "verification"
+    return _protocol(name)[0].kind
 
 
 @dataclass
@@ -266,14 +286,11 @@ class Prepared:
             },
             "data": {
                 "image_root": str(Path(pairs.root).resolve()),
-                "pairs_file": str(Path(pairs.source).resolve()),
-                "pairs_sha256": sha256_file(pairs.source),
+                **self._protocol_data(),
                 "images_sha256": self.cache["images_sha256"],  # every image's path and bytes
                 "landmarks_file": str(self.landmarks_file.resolve()) if self.landmarks_file else None,
                 "landmarks_sha256": sha256_file(self.landmarks_file),
                 "landmarks_source": self.landmarks_source,
-                "pairs": int(len(pairs.same)),
-                "folds": int(pairs.folds.max() + 1),
                 "unique_images": len(pairs.images),
                 "crop_cache": self.cache,
             },
@@ -283,17 +300,38 @@ class Prepared:
                 "sha256": sha256_file(self.weights_file),
             },
             "components": components,
-            "definitions": definitions(
-                self.backbone.metric,
-                self.fusion,
-                settings.threshold_rule,
-                settings.mode,
-                None if self.report_folds is None else [fold + 1 for fold in self.report_folds],
-            ),
+            "definitions": self._definitions(),
             "citation": self.protocol.citation,
             "allocator": tune_allocator(),
             "timings": self.timings,
         }
+
+
+    def _protocol_data(self) -> dict:
+        """The protocol's files and counts: a pairs file, or an identification set's gallery and probes."""
+        pairs = self.pairs
+        if isinstance(pairs, IdentificationSet):
+            return {"protocol_source": str(Path(pairs.source).resolve()), **identification_counts(pairs)}
+        return {
+            "pairs_file": str(Path(pairs.source).resolve()),
+            "pairs_sha256": sha256_file(pairs.source),
+            "pairs": int(len(pairs.same)),
+            "folds": int(pairs.folds.max() + 1),
+        }
+
+    def _definitions(self) -> dict[str, str]:
+        settings = self.settings
+        stated = definitions(
+            self.backbone.metric,
+            self.fusion,
+            settings.threshold_rule,
+            settings.mode,
+            None if self.report_folds is None else [fold + 1 for fold in self.report_folds],
+        )
+        if not isinstance(self.pairs, IdentificationSet):
+            return stated
+        return {"score": stated["score"], "flip_fusion": stated["flip_fusion"],
+                "degraded": IDENTIFICATION_DEGRADED[settings.mode], **IDENTIFICATION_DEFINITIONS}
 
 
 def _check(settings: EvalSettings) -> None:
@@ -374,7 +412,7 @@ def prepare(settings: EvalSettings) -> Prepared:
     _check_threshold_rule(settings, backbone, backbone_entry.plugin)
     degradation_entry = registry.entry("degradation", settings.degradation)
     degradation = degradation_entry.spec
-    protocol, protocol_origin = _protocol(settings.protocol)
+    protocol, protocol_origin = _protocol(settings.protocol, settings.data, settings.cache_dir, settings.show_progress)
     origins = {
         "backbone": plugin_origin(backbone_entry.plugin),
         "degradation": plugin_origin(degradation_entry.plugin),
@@ -393,7 +431,14 @@ def prepare(settings: EvalSettings) -> Prepared:
 
     started = time.perf_counter()
     pairs = protocol.load(Path(settings.data), settings.pairs)
+    if getattr(pairs, "aligned", False) and not settings.aligned:  # a .bin or an aligned set: crops already
+        if settings.detector or settings.landmarks:
+            flag = f"--detector {settings.detector}" if settings.detector else f"--landmarks {settings.landmarks}"
+            raise UsageError(f"{flag}: {pairs.source} holds aligned crops, which need no landmarks")
+        settings = replace(settings, aligned=True)
     timings["protocol_s"] = time.perf_counter() - started
+    if isinstance(pairs, IdentificationSet) and settings.report_folds:
+        raise UsageError(f"--report-folds {settings.report_folds}: {protocol.name} is an identification protocol")
     started = time.perf_counter()
     landmarks_file, landmarks_source = _landmark_file(settings, pairs, device)
     if settings.detector:
@@ -459,8 +504,13 @@ def prepare(settings: EvalSettings) -> Prepared:
 
 
 def evaluate(settings: EvalSettings) -> RunData:
-    """Run a DF sweep of one backbone on one protocol; returns everything a run directory holds."""
+    """Run a DF sweep of one backbone on one protocol; returns everything a run directory holds (an
+    ``IdentificationRun`` for an identification protocol)."""
     prepared = prepare(settings)
+    if isinstance(prepared.pairs, IdentificationSet):
+        from .identification_run import evaluate_identification
+
+        return evaluate_identification(prepared)
     pairs, extractor, timings = prepared.pairs, prepared.extractor, prepared.timings
     template = prepared.backbone.input.template
     first_rows, second_rows = np.unique(pairs.first), np.unique(pairs.second)

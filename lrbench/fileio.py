@@ -240,3 +240,20 @@ class OutputLock:
     def __exit__(self, *exc) -> None:
         self.release()
 
+
+
+# The image files lrbench finds in folders: what Pillow decodes on every platform.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp")
+
+
+def image_files(root: Path) -> list[str]:
+    """The images under ``root`` at any depth, as sorted '/'-separated paths relative to it; hidden files
+    and folders (editors' and tools' debris) are skipped."""
+    root = Path(root)
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and path.is_file()
+    )

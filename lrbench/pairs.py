@@ -27,6 +27,26 @@ _BLANKS = " \t"  # the field separators: a line of only these is blank
 _COUNT = re.compile(r"0*[1-9][0-9]{0,17}", re.ASCII)
 
 
+def read_definition(path: Path, keys: dict, required: tuple[str, ...]) -> dict:
+    """A protocol definition's TOML table, every key known (``keys``: name → (check, what it must be)),
+    the ``required`` ones present and every value valid; a mistake is one error naming the file and key."""
+    try:
+        raw = tomllib.loads("\n".join(read_text_lines(path, "protocol definition")))
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{path}: not a valid TOML file: {exc}") from None
+    unknown = sorted(set(raw) - set(keys))
+    if unknown:
+        raise DataError(f"{path}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(keys))}")
+    for key in required:
+        if key not in raw:
+            raise DataError(f"{path}: missing required key {key!r}")
+    for key, value in raw.items():
+        valid, want = keys[key]
+        if not valid(value):
+            raise DataError(f"{path}: {key} must be {want}, got {value!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class ProtocolDefinition:
     """A benchmark as declared in a TOML file: where its files are and how image paths are formed.
@@ -34,6 +54,10 @@ class ProtocolDefinition:
     Image ``name number`` of the pairs file is ``path_pattern`` filled in or, when the file has an ``images``
     table (person name → image paths), the number-th path of that person: so a folder whose file names
     follow no pattern (``lrbench pairs make``) still gets an LFW-format pairs file.
+
+    ``pairs_format`` "name-label" reads CALFW's and CPLFW's files instead (``parse_name_label_pairs``),
+    whose lines name image files: the path pattern is then ``{name}`` by default, with no ``{number}``.
+    ``aligned`` says the images are aligned crops already, so runs need no landmarks (as with ``--aligned``).
     """
 
     name: str
@@ -45,31 +69,26 @@ class ProtocolDefinition:
     citation: str = ""
     expected: dict[str, int] = field(default_factory=dict)
     images: Mapping[str, tuple[str, ...]] | None = None
+    pairs_format: str = "lfw"
+    aligned: bool = False
     source: str = ""
 
     @classmethod
     def from_toml(cls, path: Path) -> ProtocolDefinition:
         """Read a definition and check every value now: a mistake names the file and key here, not as a
         KeyError when a run first forms an image path."""
-        try:
-            raw = tomllib.loads("\n".join(read_text_lines(path, "protocol definition")))
-        except tomllib.TOMLDecodeError as exc:
-            raise DataError(f"{path}: not a valid TOML file: {exc}") from None
-        unknown = sorted(set(raw) - set(_TOML_KEYS))
-        if unknown:
-            raise DataError(f"{path}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(_TOML_KEYS))}")
-        for key in ("name", "description"):
-            if key not in raw:
-                raise DataError(f"{path}: missing required key {key!r}")
-        for key, value in raw.items():
-            valid, want = _TOML_KEYS[key]
-            if not valid(value):
-                raise DataError(f"{path}: {key} must be {want}, got {value!r}")
+        raw = read_definition(path, _TOML_KEYS, ("name", "description"))
         if "images" in raw:
             if "path_pattern" in raw:
                 raise DataError(f"{path}: give path_pattern or an images table, not both")
+            if raw.get("pairs_format") == "name-label":
+                raise DataError(f"{path}: an images table needs pairs_format \"lfw\" (name-label files name files)")
             raw["images"] = {name: tuple(paths) for name, paths in raw["images"].items()}
-        _check_path_pattern(path, raw.get("path_pattern", cls.path_pattern))
+        if raw.get("pairs_format") == "name-label":
+            raw.setdefault("path_pattern", "{name}")
+            _check_path_pattern(path, raw["path_pattern"], required=("name",))
+        elif "images" not in raw:
+            _check_path_pattern(path, raw.get("path_pattern", cls.path_pattern))
         raw["image_dirs"] = tuple(raw.get("image_dirs", (".",)))
         return cls(**raw, source=str(path))
 
@@ -88,12 +107,13 @@ class ProtocolDefinition:
         if not data.is_dir():
             raise UsageError(f"--data {data}: not a directory")
         pairs = Path(pairs) if pairs else _find_file(data, self.pairs_file, "--pairs")
-        records = parse_lfw_pairs(pairs)
+        records = parse_name_label_pairs(pairs) if self.pairs_format == "name-label" else parse_lfw_pairs(pairs)
         root = self._image_root(data, pairs, records[0])
         pair_set = build_pair_set(root, pairs, records, self.layout)
         self._check_expected(pair_set)
         landmarks = pairs.parent / self.landmarks_file
         pair_set.landmarks = landmarks if landmarks.is_file() else None
+        pair_set.aligned = self.aligned
         return pair_set
 
     def _check_expected(self, pair_set: PairSet) -> None:
@@ -157,13 +177,16 @@ _TOML_KEYS = {
     "citation": (_text, "a string"),
     "expected": (_counts, "a table of positive whole numbers, keys pairs and unique_images"),
     "images": (_image_table, 'a table of person name = non-empty list of image paths, e.g. Ann = ["Ann/1.jpg"]'),
+    "pairs_format": (lambda value: value in ("lfw", "name-label"), '"lfw" or "name-label"'),
+    "aligned": (lambda value: isinstance(value, bool), "true or false"),
 }
 _PLACEHOLDERS = ("name", "number")
 
 
-def _check_path_pattern(path: Path, pattern: str) -> None:
+def _check_path_pattern(path: Path, pattern: str, required: tuple[str, ...] = _PLACEHOLDERS) -> None:
     """Only ``{name}`` and ``{number}``, both present (without ``{number}`` every image of a person would be
-    one file), with format specs that work for every name and number a pairs file can hold."""
+    one file; a name-label file names files, so ``required`` is then ``{name}`` alone), with format specs that
+    work for every name and number a pairs file can hold."""
     where = f"{path}: path_pattern {pattern!r}"
     try:
         fields = list(_format_fields(pattern))
@@ -172,8 +195,9 @@ def _check_path_pattern(path: Path, pattern: str) -> None:
     for field_name in fields:
         if field_name not in _PLACEHOLDERS:
             raise DataError(f"{where}: unknown placeholder {{{field_name}}}; use {{name}} and {{number}}")
-    if set(fields) != set(_PLACEHOLDERS):
-        raise DataError(f"{where}: must use both {{name}} and {{number}}")
+    if set(fields) != set(required):
+        wanted = " and ".join(f"{{{name}}}" for name in required)
+        raise DataError(f"{where}: must use {'both ' if len(required) > 1 else 'only '}{wanted}")
     try:
         for number in (1, 10**18 - 1):  # the smallest and largest image numbers parse_lfw_pairs accepts
             pattern.format(name="Name", number=number)
@@ -213,14 +237,7 @@ def parse_lfw_pairs(path: Path) -> list[PairRecord]:
     mark, CRLF line endings and blank lines at the end are accepted, a blank line anywhere else is not.
     """
     path = Path(path)
-    lines = read_text_lines(path, "pairs file")
-    while lines and not lines[-1].strip(_BLANKS):
-        lines.pop()
-    if not lines:
-        raise DataError(f"{path}: empty pairs file")
-    for line_no, text in enumerate(lines, start=1):
-        if not text.strip(_BLANKS):
-            raise DataError(f"{path}:{line_no}: blank line; a pairs file has none before its last pair")
+    lines = _body_lines(path)
     header = _fields(lines[0])
     if len(header) != 2 or not all(_COUNT.fullmatch(h) for h in header):
         raise DataError(
@@ -255,11 +272,77 @@ def parse_lfw_pairs(path: Path) -> list[PairRecord]:
                 f"{path}:{line_no}: image numbers must be positive integers in the digits 0-9, got {raw_numbers}"
             )
         for name in names:
-            if not _SAFE_NAME.match(name) or name in (".", ".."):
-                raise DataError(f"{path}:{line_no}: name {name!r} would reach outside the data root")
-            if not name.isprintable():
-                raise DataError(f"{path}:{line_no}: name {name!r} holds a control or non-printing character")
+            _check_name(path, line_no, name)
         records.append(PairRecord(line_no, fold, names, tuple(int(n) for n in raw_numbers), same))
+    return records
+
+
+def _check_name(path: Path, line_no: int, name: str) -> None:
+    if not _SAFE_NAME.match(name) or name in (".", ".."):
+        raise DataError(f"{path}:{line_no}: name {name!r} would reach outside the data root")
+    if not name.isprintable():
+        raise DataError(f"{path}:{line_no}: name {name!r} holds a control or non-printing character")
+
+
+def _body_lines(path: Path) -> list[str]:
+    """A pairs file's lines, trailing blank lines dropped; empty files and inner blank lines refused."""
+    lines = read_text_lines(path, "pairs file")
+    while lines and not lines[-1].strip(_BLANKS):
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: empty pairs file")
+    for line_no, text in enumerate(lines, start=1):
+        if not text.strip(_BLANKS):
+            raise DataError(f"{path}:{line_no}: blank line; a pairs file has none before its last pair")
+    return lines
+
+
+_LABEL = re.compile(r"[0-9]{1,18}", re.ASCII)
+
+
+def parse_name_label_pairs(path: Path, folds: int = 10) -> list[PairRecord]:
+    """Parse CALFW's / CPLFW's pairs file (``pairs_CALFW.txt``, ``pairs_CPLFW.txt``) strictly.
+
+    Two lines per pair, each ``file label``; the label is 0 on both lines of a different-person pair and
+    non-zero on both of a same-person pair (CALFW numbers its people there, CPLFW writes 1). All
+    same-person pairs come first, then as many different-person pairs; fold k is the k-th tenth of each
+    half (the reading of FaceX-Zoo's CALFW/CPLFW parsers). A file in another order is refused, naming the
+    first pair out of place, rather than folded wrongly.
+    """
+    path = Path(path)
+    lines = _body_lines(path)
+    entries = []
+    for line_no, text in enumerate(lines, start=1):
+        fields = _fields(text)
+        if len(fields) != 2:
+            raise DataError(f"{path}:{line_no}: expected 'file label' (an image file and a whole number), "
+                            f"got {len(fields)} fields")
+        name, label = fields
+        if not _LABEL.fullmatch(label):
+            raise DataError(f"{path}:{line_no}: label must be a whole number (0: different people), got {label!r}")
+        _check_name(path, line_no, name)
+        entries.append((name, int(label)))
+    if len(entries) % 2:
+        raise DataError(f"{path}: {len(entries)} lines; this format has two lines per pair")
+    pairs = len(entries) // 2
+    half = pairs // 2
+    per_fold = half // folds
+    if pairs % 2 or half % folds or not per_fold:
+        raise DataError(f"{path}: {pairs} pairs; this format needs {folds} folds × 2 × N pairs (all same-person "
+                        "pairs, then as many different-person pairs)")
+    records = []
+    for index in range(pairs):
+        (first, label), (second, other) = entries[2 * index], entries[2 * index + 1]
+        line_no = 2 * index + 1
+        if (label == 0) != (other == 0):
+            raise DataError(f"{path}:{line_no + 1}: label {other} but {label} on line {line_no}: a pair's two lines "
+                            "are both 0 (different people) or both non-zero (the same person)")
+        same = label != 0
+        if same != (index < half):
+            kind = "different-person" if index < half else "same-person"
+            raise DataError(f"{path}:{line_no}: a {kind} pair at pair {index + 1}; this format lists {half} "
+                            f"same-person pairs, then {half} different-person pairs")
+        records.append(PairRecord(line_no, (index % half) // per_fold, (first, second), (0, 0), same))
     return records
 
 

@@ -25,6 +25,7 @@ DEFAULT_PLUGINS = (
     "lrbench_plugins.onnx_models",
     "lrbench_plugins.resize",
     "lrbench_plugins.pairs_protocols",
+    "lrbench_plugins.identification_protocols",
     "lrbench_plugins.trainers",
     "lrbench_plugins.mtcnn",
     "lrbench_plugins.demo",

@@ -10,6 +10,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,13 @@ SCORES = "scores.csv"
 ROC_PNG = "roc.png"
 ACCURACY_PNG = "accuracy_vs_resolution.png"
 REPORT_HTML = "report.html"
-REPORT_FILES = (ROC_PNG, ACCURACY_PNG, REPORT_HTML)
+FIGURE_FORMATS = ("pdf", "svg")  # written beside each PNG, for papers
+REPORT_FILES = (
+    *(name.replace(".png", f".{suffix}") for name in (ROC_PNG, ACCURACY_PNG) for suffix in ("png", *FIGURE_FORMATS)),
+    REPORT_HTML,
+)
+OVERLAY_CSV = "overlay.csv"  # an overlay's results of every run, side by side (report --out only)
+OVERLAY_FILES = (*REPORT_FILES, OVERLAY_CSV)
 
 # The columns each table must have for a run to be read back, and what their values are. Readers rely on
 # these (the console table, the figures, the report); other columns are kept as they are.
@@ -58,6 +65,31 @@ OPTIONAL_COLUMNS: dict[str, dict[str, type]] = {
         for end in ("low", "high")
     },
 }
+# The data dictionary of results.csv: unit and meaning of each column. Rates are stored as fractions (0–1)
+# so that files stay exact and machine-readable; the console table and report.html show them as percent
+# (AUC stays a fraction there too). write_run copies this into the manifest ("columns").
+_RATE = "fraction 0–1"
+RESULT_COLUMNS: dict[str, tuple[str, str]] = {
+    "df": ("integer", "degradation factor: the probe is the crop divided by DF in each dimension"),
+    "probe_w": ("px", "width of the degraded probe"),
+    "probe_h": ("px", "height of the degraded probe"),
+    "probe_px": ("px", "probe size, width×height"),
+    "interocular_px": ("px", "distance between the eye centres in the degraded probe"),
+    "accuracy_mean": (_RATE, "verification accuracy, mean over the reported folds"),
+    "accuracy_std": (_RATE, "population standard deviation (ddof=0) of the fold accuracies"),
+    "accuracy_sem": (_RATE, "standard error of the mean fold accuracy (ddof=1)"),
+    "auc": (_RATE, "area under the ROC curve, all reported pairs pooled"),
+    "eer": (_RATE, "equal error rate: where false accept rate = false reject rate"),
+    "tar_at_far_0.001": (_RATE, "true accept rate at false accept rate 0.001 (0.1 %)"),
+    "tar_at_far_0.01": (_RATE, "true accept rate at false accept rate 0.01 (1 %)"),
+    "pairs": ("count", "pairs in the reported folds"),
+    **{
+        f"{metric}_ci_{end}": (_RATE, f"{end} end of the 95 % identity-bootstrap interval of {metric}; empty: none")
+        for metric in ("accuracy", "auc", "tar_at_far_0.001", "tar_at_far_0.01")
+        for end in ("low", "high")
+    },
+}
+
 # The columns that identify a row: a second row with the same values is damage (the report pivots on them).
 KEYS = {RESULTS: ("df",), FOLDS: ("df", "fold"), SCORES: ("df", "pair")}
 RUN_FILES = (MANIFEST, *COLUMNS, *REPORT_FILES)
@@ -115,6 +147,8 @@ def definitions(
         "aggregation": aggregation,
         "degraded": _MODES[mode],
         "intervals": describe_intervals(),
+        "units": "results.csv stores rates (accuracy, std, AUC, EER, TAR and their intervals) as fractions 0–1; "
+        "tables and reports show them as percent, except AUC (a fraction); manifest 'columns' lists every column",
     }
 
 
@@ -170,6 +204,10 @@ def write_run(run: RunData, out: Path, overwrite: bool = False, render: Callable
     check_run_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, out.name)
+    # when (report.html's "written") and what each results.csv column holds, in what unit
+    run.manifest.setdefault("created", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    run.manifest.setdefault("columns", {RESULTS: {name: {"unit": unit, "meaning": meaning}
+                                                  for name, (unit, meaning) in RESULT_COLUMNS.items()}})
     try:
         write_atomic(tmp / MANIFEST, json.dumps(run.manifest, indent=2, default=_json_default) + "\n")
         for name, table in ((RESULTS, run.results), (FOLDS, run.folds), (ROC, run.roc)):
@@ -281,7 +319,7 @@ def check_report_folder(target: Path) -> None:
     foreign = [
         entry
         for entry in sorted(target.iterdir())
-        if not is_own_file(entry, REPORT_FILES) and not (entry.is_dir() and run_dir_problem(entry) is None)
+        if not is_own_file(entry, OVERLAY_FILES) and not (entry.is_dir() and run_dir_problem(entry) is None)
     ]
     if foreign:
         raise UsageError(

@@ -202,17 +202,53 @@ class PairSet:
     source: Path  # the pairs file
     names: list[tuple[str, str]] = field(default_factory=list)  # pair names as written in the file
     landmarks: Path | None = None  # the protocol's default landmark file, when one was found
+    aligned: bool = False  # the images are aligned crops already (a .bin, an aligned set): run as with --aligned
+
+
+@dataclass
+class IdentificationSet:
+    """An identification protocol loaded from disk: who is enrolled, who is searched for, and who is not.
+
+    ``gallery`` and ``probes`` index ``images`` (paths relative to ``root``); ``gallery_ids`` and ``probe_ids``
+    name each entry's identity, and a probe's mates are the gallery entries with its identity. ``distractors``
+    are further gallery images of nobody searched for (closed-set ranks are over gallery + distractors);
+    ``non_mated`` are probes of people outside the gallery, the open-set searches that must find nobody (they
+    are searched against ``gallery`` alone). ``probe_groups`` (one label per probe, e.g. a camera distance)
+    makes results be reported per group as well. ``source`` is the file or folder the set was read from.
+    """
+
+    root: Path
+    images: list[str]
+    gallery: Any  # np.ndarray[int], index into images
+    gallery_ids: list[str]
+    probes: Any  # np.ndarray[int]
+    probe_ids: list[str]
+    source: Path
+    distractors: Any = None  # np.ndarray[int] or None
+    non_mated: Any = None  # np.ndarray[int] or None
+    probe_groups: list[str] | None = None
+    landmarks: Path | None = None  # the protocol's default landmark file, when one was found
+    aligned: bool = False  # the images are aligned crops already: run as with --aligned
+
+
+PROTOCOL_KINDS = ("verification", "identification")
 
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """``load(data_root, pairs_file or None)`` → PairSet; ``expected`` holds count checks for the report."""
+    """``load(data_root, pairs_file or None)`` → PairSet (``kind`` "verification") or IdentificationSet
+    (``kind`` "identification"); ``expected`` holds count checks for the report."""
 
     name: str
-    load: Callable[[Path, Path | None], PairSet]
+    load: Callable[[Path, Path | None], PairSet | IdentificationSet]
     description: str = ""
     citation: str = ""
     expected: dict[str, int] = field(default_factory=dict)
+    kind: str = "verification"
+
+    def __post_init__(self):
+        if self.kind not in PROTOCOL_KINDS:
+            raise ValueError(f"protocol {self.name!r}: kind must be one of {PROTOCOL_KINDS}, not {self.kind!r}")
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from lrbench import (
     check_weights_file,
     hookimpl,
     registry,
+    warn,
 )
-from lrbench.progress import warn
 
 # facenet-pytorch (and davidsandberg/facenet, whose weights it ports) crops MTCNN's face box enlarged by a
 # margin (14 px of 160) and resizes it to 160×160, with no five-point alignment; MTCNN's boxes are about 1.34×

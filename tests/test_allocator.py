@@ -35,15 +35,16 @@ def _faults(**env) -> tuple[int, bool]:
 def test_tuned_malloc_stops_refaulting_large_tensors_every_batch():
     default_faults, tuned = _faults(LRBENCH_TUNE_MALLOC="0")
     assert not tuned
-    # The best of three: on a busy machine the kernel now and then takes back a few of the kept pages
-    # (32,801 to 98,270 faults seen), which only ever adds faults; the allocator's own behaviour is the least.
+    # The best of three: on a busy machine some of the kept pages are faulted in again (32,801 on a quiet
+    # machine, up to 114,717 under a load of 8 on 2 cores), which only ever adds faults; the default
+    # refaults every one of the 20 tensors, so even the busy case stays far below half of that.
     runs = [_faults() for _ in range(3)]
     assert all(tuned for _, tuned in runs)
     tuned_faults = min(faults for faults, _ in runs)
     # 20 × 64 MiB = 327,680 pages faulted in afresh by glibc's default; tuned, the heap keeps them
     # (measured here: 327,740 against 49,175, most of those the first tensor's and torch's own)
     assert default_faults > 200_000
-    assert tuned_faults < default_faults / 4
+    assert tuned_faults < default_faults / 2
 
 
 @pytest.mark.parametrize(

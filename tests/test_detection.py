@@ -199,8 +199,8 @@ def test_an_empty_folder_is_one_clear_error(lookup, tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     result = landmarks_cmd(tmp_path / "empty", "--out", tmp_path / "l.txt")
     assert result.exit_code == 1
-    assert result.stderr == (f"Error: {tmp_path / 'empty'}: no images (.jpg, .jpeg, .png, .pgm, .ppm, .pbm, .bmp) "
-                             "in it or its sub-folders\n")
+    assert result.stderr == (f"Error: {tmp_path / 'empty'}: no images (.jpg, .jpeg, .png, .pgm, .ppm, .pbm, .bmp, "
+                             ".webp) in it or its sub-folders\n")
 
 
 def test_detector_options_and_weights_are_checked(lookup, raw, tmp_path):

@@ -18,7 +18,7 @@ from lrbench.cli import cli
 from lrbench.errors import UsageError
 from lrbench.fileio import OutputLock
 from lrbench.report import render, render_run
-from lrbench.results import REPORT_FILES, load_run, recover_run_dir, write_run
+from lrbench.results import OVERLAY_FILES, REPORT_FILES, load_run, recover_run_dir, write_run
 
 
 def invoke(*args):
@@ -218,7 +218,7 @@ def test_report_out_rewrites_an_earlier_overlay(a_run, made_run, tmp_path):
     assert invoke("report", made_run, a_run, "--out", target).exit_code == 0
     result = invoke("report", made_run, a_run, "--out", target)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in target.iterdir()) == sorted(REPORT_FILES)
+    assert sorted(p.name for p in target.iterdir()) == sorted(OVERLAY_FILES)  # the report files and overlay.csv
 
 
 def test_report_of_a_run_in_use_is_refused(a_run):

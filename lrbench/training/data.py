@@ -19,12 +19,11 @@ import torch
 
 from ..crops import load_crops
 from ..errors import DataError, UsageError
-from ..fileio import read_text_lines, sha256_file
+from ..fileio import IMAGE_SUFFIXES, image_files, read_text_lines, sha256_file
 from ..landmarks import landmarks_for
 from ..ranges import parse_ranges
 from ..specs import CropTemplate
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 ALIGN_THREADS = min(4, os.cpu_count() or 1)  # threads decoding and aligning images (once per image)
 
 
@@ -87,11 +86,7 @@ def scan_folder(root: Path, people: set[str] | None = None) -> FaceFolder:
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"--data {root}: not a directory")
-    images = sorted(
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    images = image_files(root)
     if people is not None:
         images = [rel for rel in images if rel.split("/", 1)[0] in people]
     if not images:
