@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke
 
 from lrbench import batching
 from lrbench.batching import BatchSizer
-from lrbench.cli import cli
 
 
 @pytest.fixture(autouse=True)
@@ -17,10 +16,6 @@ def small_candidates(monkeypatch):
     """Candidates the synthetic set (82 unique images) always climbs through completely: 2 + 2 × (2 + 4 + 8) faces."""
     monkeypatch.setattr(batching, "CANDIDATES", (2, 4, 8))
     monkeypatch.setattr(batching, "MIN_SECONDS", 0.0)
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def run(data, out, cache, *extra):

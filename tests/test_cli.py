@@ -5,16 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke, one_line_error
 
 from lrbench import registry
-from lrbench.cli import cli
 from lrbench.crops import images_digest
 from lrbench.metrics import naive_seed_fold_accuracies
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture
@@ -94,15 +89,6 @@ def test_report_rerenders_and_overlays(data, tmp_path):
     assert {"roc.png", "accuracy_vs_resolution.png", "report.html"} <= {
         p.name for p in (tmp_path / "cmp").iterdir()
     }
-
-
-def one_line_error(result, code, *fragments):
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_missing_images_are_listed(data, tmp_path):

@@ -4,9 +4,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke, one_line_error
 
-from lrbench.cli import cli
 from lrbench.compare import COMPARE_FILES
 from lrbench.results import load_run
 
@@ -14,20 +13,6 @@ from lrbench.results import load_run
 SAME = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
 RIGHT_A = {0, 1, 2, 3}  # pair 3 only A gets right
 RIGHT_B = {0, 1, 2, 4, 5, 6, 7, 8, 9}  # pairs 4-9 only B gets right: b = 1, c = 6
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, code, *fragments):
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def hand_run(path, right, dfs=(1,), protocol="lfw-view2", pairs_sha="p" * 64, label=None, images_sha="i" * 64):

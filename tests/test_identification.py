@@ -8,19 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke
 
-from lrbench.cli import cli
 from lrbench.errors import DataError
 from lrbench.identification import NO_ID, cmc, rank_accuracy, search, search_set, tpir_at_fpir
 from lrbench.identification_layout import IdentificationLayout
 from lrbench.specs import IdentificationSet
 
 PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols" / "identification"
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def unit(*angles_deg):

@@ -9,12 +9,11 @@ import warnings
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import invoke
 from lrbench_plugins import dlib_resnet, onnx_models
 from torch import nn
 
 from lrbench import DataError, UsageError, registry
-from lrbench.cli import cli
 from lrbench.fileio import sha256_file
 from lrbench.models import build_backbone
 
@@ -230,10 +229,6 @@ def test_lrbench_and_its_listing_import_without_onnxruntime():
     assert done.returncode == 0, done.stderr
     [listed] = json.loads(done.stdout).values()  # the one kind asked for
     assert {"onnx", "torchscript"} <= set(listed) and listed["onnx"]["weights"] == "required"
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def run(data, out, backbone, weights, *extra, pairs=None, landmarks=None):

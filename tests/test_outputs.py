@@ -11,27 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke, one_line_error
 
 from lrbench import fileio
-from lrbench.cli import cli
 from lrbench.errors import UsageError
 from lrbench.fileio import OutputLock
 from lrbench.report import render, render_run
 from lrbench.results import OVERLAY_FILES, REPORT_FILES, load_run, recover_run_dir, write_run
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, code, *fragments):
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def run_args(data, out, *extra):

@@ -6,18 +6,13 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrbench.cli import cli
 from lrbench.errors import DataError, UsageError
 from lrbench.pairmaker import Person, make_benchmark, scan_identities
 from lrbench.pairs import ProtocolDefinition, parse_lfw_pairs
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def identity_folder(root: Path, counts: dict[str, int], name="img{:02d}.jpg") -> Path:

@@ -8,12 +8,11 @@ import PIL
 import pytest
 import torch
 import torchvision
-from click.testing import CliRunner
+from cli_helpers import invoke
 from lrbench_plugins import dlib_resnet
 
 import lrbench
 from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights, registry
-from lrbench.cli import cli
 from lrbench.errors import DataError, LrbenchError
 from lrbench.models import build_backbone, weights_file
 
@@ -51,10 +50,6 @@ class Plugin:
     def register_degradations(self, register):
         for make in self.degradations:
             register(make())
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def run(data, out, *extra):

@@ -19,13 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
+from cli_helpers import invoke
 from lrbench_plugins.trainers import DistillTask, distill
 
 import lrbench
 import lrbench.training
 from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights, registry
-from lrbench.cli import cli
 from lrbench.fileio import FILE_MODE, OutputLock
 from lrbench.training import LAST, MODEL, Ranks, network_input, resolve_config, scan_folder
 from lrbench.training.data import EpochBatches, degrade_each, read_people
@@ -62,10 +61,6 @@ def one_thread(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(threads)
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def classify_args(data, out, *extra):
