@@ -306,7 +306,6 @@ class Prepared:
             "timings": self.timings,
         }
 
-
     def _protocol_data(self) -> dict:
         """The protocol's files and counts: a pairs file, or an identification set's gallery and probes."""
         pairs = self.pairs
