@@ -47,7 +47,7 @@ class EvalSettings:
     """Everything ``lrbench run`` needs; the resolved copy goes into the manifest."""
 
     backbone: str
-    data: Path
+    data: Path | None  # the image folder; a .bin protocol holds its images and needs none
     dfs: str = "1"
     weights: str | None = None
     options: tuple[str, ...] = ()  # backbone options as name=value
@@ -343,6 +343,8 @@ def _check(settings: EvalSettings) -> None:
     if settings.fusion is not None and settings.fusion not in FLIP_FUSIONS:
         raise UsageError(f"--fusion {settings.fusion}: choose one of {', '.join(FLIP_FUSIONS)}")
     parse_batch_size(settings.batch_size)
+    if settings.data is None and not settings.protocol.endswith(".bin"):
+        raise UsageError("--data: needed (the folder holding the images), unless --protocol is a .bin file")
 
 
 def _check_threshold_rule(settings: EvalSettings, backbone: BackboneSpec, plugin: str) -> None:
@@ -429,7 +431,7 @@ def prepare(settings: EvalSettings) -> Prepared:
     timings: dict = {}
 
     started = time.perf_counter()
-    pairs = protocol.load(Path(settings.data), settings.pairs)
+    pairs = protocol.load(Path(settings.data) if settings.data else None, settings.pairs)
     if getattr(pairs, "aligned", False) and not settings.aligned:  # a .bin or an aligned set: crops already
         if settings.detector or settings.landmarks:
             flag = f"--detector {settings.detector}" if settings.detector else f"--landmarks {settings.landmarks}"

@@ -424,3 +424,20 @@ def test_lrbench_run_finds_a_bin_inside_data_and_needs_no_landmarks(made_bin, tm
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["data"]["pairs_file"] == str(made_bin.resolve()) and manifest["settings"]["aligned"] is True
+
+
+def test_lrbench_run_on_a_bin_path_needs_no_data_folder(made_bin, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", "-b", "lbp", "--protocol", str(made_bin), "--out", str(out),
+                                      "--workers", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["data"]["pairs_file"] == str(made_bin.resolve())
+
+
+def test_other_protocols_still_need_data(tmp_path):
+    result = CliRunner().invoke(cli, ["run", "-b", "lbp", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "Error: --data: needed (the folder holding the images), unless --protocol is a .bin file"
+    )
+    assert not (tmp_path / "run").exists()
