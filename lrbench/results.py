@@ -345,6 +345,11 @@ def load_run(path: Path) -> RunData:
     if not path.is_dir():
         raise UsageError(f"{path}: not a run directory")
     manifest = read_manifest(path)
+    if manifest.get("kind") == "identification":
+        raise UsageError(
+            f"{path}: an identification run; lrbench report re-renders and overlays verification runs (this "
+            "run's report.html, cmc.png and rank1_vs_resolution.png were written by lrbench run)"
+        )
     tables = [read_table(path / name) for name in COLUMNS]
     return RunData(manifest, *tables, path=path)
 

@@ -177,6 +177,11 @@ def test_run_on_a_layout_writes_an_identification_run_directory(synth_data, tmp_
     assert manifest["kind"] == "identification" and manifest["degradation"]["mode"] == "probe"
     assert manifest["data"]["distractors"] == 2 and "rank" in manifest["definitions"]
     assert "rank-1 %" in result.output
+    refused = invoke("report", out)  # its figures and report come with the run; report does verification runs
+    assert refused.exit_code == 2 and refused.stderr.strip().startswith(f"Error: {out}: an identification run;")
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["manifest.json", "results.csv", "ranks.csv", "cmc.csv", "cmc.png", "rank1_vs_resolution.png", "report.html"]
+    )
 
 
 def test_probe_groups_are_reported_each(synth_data, tmp_path):
