@@ -377,10 +377,18 @@ def report(runs, out, as_json, allow_different_data):
     hashes in their manifests) unless --allow-different-data is given.
     """
     from .fileio import OutputLock, check_writable
+    from .identification_run import is_identification_run
     from .progress import warn
     from .report import check_overlay, console_table, render_into, results_json
     from .results import check_report_folder, load_run
 
+    identification = [is_identification_run(path) for path in runs]
+    if any(identification):
+        if not all(identification):
+            mixed = runs[identification.index(False)]
+            raise UsageError(f"{mixed}: a verification run cannot be overlaid with identification runs")
+        _report_identification(runs, out, as_json, allow_different_data)
+        return
     loaded = [load_run(path) for path in runs]  # every run checked before anything is written
     different = check_overlay(loaded, allow_different_data)
     if different:
@@ -405,6 +413,37 @@ def report(runs, out, as_json, allow_different_data):
         console.print(console_table(run_data))
     console.print(f"report: {target / 'report.html'}" + (f"  (overlay: {target / 'overlay.csv'})" if len(loaded) > 1
                                                           else ""))
+
+
+def _report_identification(runs, out: Path | None, as_json: bool, allow_different_data: bool) -> None:
+    """``lrbench report`` for identification runs: re-render one, or overlay several (rank-1 vs resolution)."""
+    from .fileio import OutputLock, check_writable
+    from .identification_run import console_table, load_identification_run, render_identification, results_json
+    from .progress import warn
+    from .report import check_overlay
+
+    loaded = [load_identification_run(path) for path in runs]
+    different = check_overlay(loaded, allow_different_data)
+    if different:
+        warn(f"overlaying runs on different data: {'; '.join(different)}")
+    if len(loaded) == 1 and out is None:
+        target, option = loaded[0].path, "run directory"
+    elif out is None and as_json:
+        target, option = None, None  # JSON on stdout only
+    else:
+        target, option = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}", "--out"
+    if target is not None:
+        check_writable(target, option)
+        with OutputLock(target, option, command=_command_line()):
+            render_identification(loaded, target, different)
+    if as_json:
+        click.echo("[" + ",\n".join(results_json(run) for run in loaded) + "]")
+        return
+    console = stdout_console()
+    for run_data in loaded:
+        console.print(console_table(run_data))
+    if target is not None:
+        console.print(f"report: {target / 'report.html'}")
 
 
 @cli.command()

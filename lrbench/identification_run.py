@@ -17,7 +17,7 @@ import torch
 from rich.table import Table
 
 from .degrade import probe_size
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .fileio import OutputLock, check_writable, dead_siblings, make_temp_dir, swap_into_place, write_atomic
 from .identification import FPIRS, RANKS, TOP, Search, cmc, search_set, summary
 from .report import HTML_STYLE, image_tag, save_figure
@@ -26,6 +26,7 @@ from .training.distributed import Ranks, gather_rows
 MANIFEST, RESULTS, RANKS_CSV, CMC_CSV = "manifest.json", "results.csv", "ranks.csv", "cmc.csv"
 CMC_PNG, RANK1_PNG, REPORT_HTML = "cmc.png", "rank1_vs_resolution.png", "report.html"
 RUN_FILES = (MANIFEST, RESULTS, RANKS_CSV, CMC_CSV, CMC_PNG, RANK1_PNG, REPORT_HTML)
+OVERLAY_CSV = "overlay.csv"
 KIND = "identification"
 
 
@@ -37,6 +38,7 @@ class IdentificationRun:
     results: pd.DataFrame  # one row per DF (and probe group)
     ranks: pd.DataFrame  # one row per mated probe and DF
     cmc: pd.DataFrame  # df, k, accuracy
+    path: Path | None = None  # the run directory it was read from
 
     @property
     def label(self) -> str:
@@ -136,6 +138,11 @@ def claim_identification_dir(out: Path, overwrite: bool, command: str = "") -> I
         yield
 
 
+def is_identification_run(folder: Path) -> bool:
+    """Whether ``folder``'s manifest says it is an identification run (what ``lrbench report`` dispatches on)."""
+    return _kind(Path(folder)) == KIND
+
+
 def _kind(folder: Path) -> str | None:
     try:
         return json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("kind")
@@ -154,7 +161,7 @@ def write_identification_run(run: IdentificationRun, out: Path) -> Path:
         write_atomic(tmp / RANKS_CSV, run.ranks.to_csv(index=False, float_format="%.8g"))
         write_atomic(tmp / CMC_CSV, run.cmc.to_csv(index=False, float_format="%.8g"))
         plot_cmc(run, tmp / CMC_PNG)
-        plot_rank1(run, tmp / RANK1_PNG)
+        plot_rank1([run], tmp / RANK1_PNG)
         write_atomic(tmp / REPORT_HTML, html_report(run, tmp))
         old = swap_into_place(tmp, out)
     except BaseException:
@@ -180,15 +187,17 @@ def plot_cmc(run: IdentificationRun, path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_rank1(run: IdentificationRun, path: Path) -> None:
+def plot_rank1(runs: list[IdentificationRun], path: Path, note: str = "") -> None:
+    """Rank-1 against the probes' interocular distance, a curve per run (and probe group)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for group, rows in run.results.groupby("group", sort=False):
-        ax.plot(rows["interocular_px"], 100 * rows["rank1"], marker="o", label=f"{run.label} · {group}")
+    for run in runs:
+        for group, rows in run.results.groupby("group", sort=False):
+            ax.plot(rows["interocular_px"], 100 * rows["rank1"], marker="o", label=f"{run.label} · {group}")
     ax.set_xlabel("probe interocular distance (px)")
     ax.set_ylabel("rank-1 %")
-    ax.set_title("Rank-1 vs resolution")
+    ax.set_title("Rank-1 vs resolution" + (f"\n{note}" if note else ""), color="darkred" if note else "black")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
@@ -250,3 +259,48 @@ def console_table(run: IdentificationRun) -> Table:
 def results_json(run: IdentificationRun) -> str:
     return json.dumps({"label": run.label, "protocol": run.manifest.get("protocol"),
                        "results": run.results.to_dict("records")}, indent=2, default=str)
+
+
+def load_identification_run(path: Path) -> IdentificationRun:
+    """An identification run directory read back; a missing or unreadable file is one error naming it."""
+    path = Path(path)
+    if _kind(path) != KIND:
+        raise UsageError(f"{path}: not an lrbench identification run directory")
+    tables = []
+    for name in (RESULTS, RANKS_CSV, CMC_CSV):
+        try:
+            tables.append(pd.read_csv(path / name, keep_default_na=False, na_values=[""]))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path / name}: cannot read it ({exc})") from None
+    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    return IdentificationRun(manifest, *tables, path=path)
+
+
+def render_identification(runs: list[IdentificationRun], target: Path, different: list[str]) -> None:
+    """One run: its figures and report.html again, in its folder. Several: the rank-1 curves of all in one
+    figure, ``overlay.csv`` (every run's results rows, led by label and run) and a report with each table."""
+    foreign = [p.name for p in sorted(target.iterdir())] if target.is_dir() else []
+    foreign = [name for name in foreign if name not in (*RUN_FILES, OVERLAY_CSV) and not name.startswith(".")]
+    if foreign:
+        raise UsageError(f"--out {target}: holds {', '.join(foreign[:5])}, which lrbench did not write")
+    target.mkdir(parents=True, exist_ok=True)
+    if len(runs) == 1:
+        plot_cmc(runs[0], target / CMC_PNG)
+        plot_rank1(runs, target / RANK1_PNG)
+        write_atomic(target / REPORT_HTML, html_report(runs[0], target))
+        return
+    note = f"NOTE: runs on DIFFERENT data ({'; '.join(different)})" if different else ""
+    plot_rank1(runs, target / RANK1_PNG, note)
+    overlay = pd.concat([run.results.assign(label=run.label, run=str(run.path)) for run in runs])
+    write_atomic(target / OVERLAY_CSV, overlay[["label", "run", *runs[0].results.columns]].to_csv(index=False))
+    parts = ["<!doctype html><meta charset='utf-8'><title>lrbench identification overlay</title>", HTML_STYLE,
+             "<h1>Identification runs overlaid</h1>",
+             *([f"<p style='color:darkred'>{html.escape(note)}</p>"] if note else []),
+             image_tag(target / RANK1_PNG, "rank-1 vs resolution"), "<p>rank-k and TPIR@FPIR in %</p>"]
+    for run in runs:
+        table = run.results.copy()
+        for column in _percent_columns():
+            table[column] = (100 * table[column]).round(2)
+        parts += [f"<h2>{html.escape(run.label)} ({html.escape(str(run.path))})</h2>",
+                  table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–")]
+    write_atomic(target / REPORT_HTML, "\n".join(parts) + "\n")

@@ -347,8 +347,7 @@ def load_run(path: Path) -> RunData:
     manifest = read_manifest(path)
     if manifest.get("kind") == "identification":
         raise UsageError(
-            f"{path}: an identification run; lrbench report re-renders and overlays verification runs (this "
-            "run's report.html, cmc.png and rank1_vs_resolution.png were written by lrbench run)"
+            f"{path}: an identification run, not a verification run (its pairs, folds and scores are not there)"
         )
     tables = [read_table(path / name) for name in COLUMNS]
     return RunData(manifest, *tables, path=path)

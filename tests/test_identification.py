@@ -177,11 +177,36 @@ def test_run_on_a_layout_writes_an_identification_run_directory(synth_data, tmp_
     assert manifest["kind"] == "identification" and manifest["degradation"]["mode"] == "probe"
     assert manifest["data"]["distractors"] == 2 and "rank" in manifest["definitions"]
     assert "rank-1 %" in result.output
-    refused = invoke("report", out)  # its figures and report come with the run; report does verification runs
-    assert refused.exit_code == 2 and refused.stderr.strip().startswith(f"Error: {out}: an identification run;")
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.json", "results.csv", "ranks.csv", "cmc.csv", "cmc.png", "rank1_vs_resolution.png", "report.html"]
+    (out / "report.html").unlink()
+    rerendered = invoke("report", out)  # re-renders the run's figures and page in place
+    assert rerendered.exit_code == 0, rerendered.output
+    assert "rank-1 %" in rerendered.output and "<h1>" in (out / "report.html").read_text()
+
+
+def test_report_overlays_identification_runs_and_refuses_mixing_kinds(synth_data, tmp_path):
+    root = write_layout(synth_data, tmp_path / "set")
+    runs = []
+    for backbone, options in (("lbp", ()), ("sphereface", ("-w", "random", "--option", "depth=4",
+                                                            "--option", "width=0.25"))):
+        runs.append(tmp_path / backbone)
+        result = invoke("run", "-b", backbone, *options, "--data", root, "--protocol", layout_toml(tmp_path),
+                        "--df", "1,4", "--out", runs[-1], "--workers", 1, "-q")
+        assert result.exit_code == 0, result.output
+    overlay = tmp_path / "overlay"
+    result = invoke("report", *runs, "--out", overlay)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in overlay.iterdir()) == ["overlay.csv", "rank1_vs_resolution.png", "report.html"]
+    rows = pd.read_csv(overlay / "overlay.csv")
+    assert rows["run"].nunique() == 2 and rows["df"].tolist() == [1, 4, 1, 4]
+    verification = tmp_path / "verification"
+    assert invoke("run", "-b", "lbp", "--data", synth_data.lfw_root, "--out", verification, "--workers", 1,
+                  "-q").exit_code == 0
+    mixed = invoke("report", runs[0], verification, "--out", tmp_path / "mixed")
+    assert mixed.exit_code == 2
+    assert mixed.stderr.strip() == (
+        f"Error: {verification}: a verification run cannot be overlaid with identification runs"
     )
+    assert not (tmp_path / "mixed").exists()
 
 
 def test_probe_groups_are_reported_each(synth_data, tmp_path):
