@@ -378,8 +378,7 @@ def report(runs, out, as_json, allow_different_data):
     """
     from .fileio import OutputLock, check_writable
     from .identification_run import is_identification_run
-    from .progress import warn
-    from .report import check_overlay, console_table, render_into, results_json
+    from .report import console_table, render_into, results_json
     from .results import check_report_folder, load_run
 
     identification = [is_identification_run(path) for path in runs]
@@ -390,15 +389,8 @@ def report(runs, out, as_json, allow_different_data):
         _report_identification(runs, out, as_json, allow_different_data)
         return
     loaded = [load_run(path) for path in runs]  # every run checked before anything is written
-    different = check_overlay(loaded, allow_different_data)
-    if different:
-        warn(f"overlaying runs on different data: {'; '.join(different)}")
-    if len(loaded) == 1 and out is None:
-        target, option = loaded[0].path, "run directory"
-    elif out is None and as_json:
-        target, option = None, None  # JSON on stdout only: nothing lands in the current directory
-    else:
-        target, option = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}", "--out"
+    different = _overlay_checked(loaded, allow_different_data)
+    target, option = _report_target(loaded, out, as_json)
     if target is not None:
         check_writable(target, option)
         with OutputLock(target, option, command=_command_line()):
@@ -415,23 +407,35 @@ def report(runs, out, as_json, allow_different_data):
                                                           else ""))
 
 
+def _overlay_checked(loaded: list, allow_different_data: bool) -> list[str]:
+    """The data differences between the runs (refused unless allowed, warned when allowed)."""
+    from .progress import warn
+    from .report import check_overlay
+
+    different = check_overlay(loaded, allow_different_data)
+    if different:
+        warn(f"overlaying runs on different data: {'; '.join(different)}")
+    return different
+
+
+def _report_target(loaded: list, out: Path | None, as_json: bool) -> tuple[Path | None, str | None]:
+    """Where a report goes and the option that named it: one run's own folder, ``--out`` (default
+    runs/compare-<time>), or nowhere for ``--json`` without ``--out`` (nothing lands in the current folder)."""
+    if len(loaded) == 1 and out is None:
+        return loaded[0].path, "run directory"
+    if out is None and as_json:
+        return None, None
+    return out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}", "--out"
+
+
 def _report_identification(runs, out: Path | None, as_json: bool, allow_different_data: bool) -> None:
     """``lrbench report`` for identification runs: re-render one, or overlay several (rank-1 vs resolution)."""
     from .fileio import OutputLock, check_writable
     from .identification_run import console_table, load_identification_run, render_identification, results_json
-    from .progress import warn
-    from .report import check_overlay
 
     loaded = [load_identification_run(path) for path in runs]
-    different = check_overlay(loaded, allow_different_data)
-    if different:
-        warn(f"overlaying runs on different data: {'; '.join(different)}")
-    if len(loaded) == 1 and out is None:
-        target, option = loaded[0].path, "run directory"
-    elif out is None and as_json:
-        target, option = None, None  # JSON on stdout only
-    else:
-        target, option = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}", "--out"
+    different = _overlay_checked(loaded, allow_different_data)
+    target, option = _report_target(loaded, out, as_json)
     if target is not None:
         check_writable(target, option)
         with OutputLock(target, option, command=_command_line()):
