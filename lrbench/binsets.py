@@ -35,7 +35,7 @@ from PIL import Image
 from .crops import default_cache_dir, load_crops, max_image_pixels
 from .detection import missing_landmarks_message
 from .errors import DataError, UsageError
-from .fileio import OutputLock, check_writable, dead_siblings, make_temp_dir, swap_into_place, write_atomic
+from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic
 from .landmarks import landmarks_for
 from .progress import ProgressMode, progress_bar, warn
 from .specs import ARCFACE_112x112, PairSet, ProtocolSpec
@@ -256,20 +256,26 @@ def extract(
     target = Path(cache_dir) / f"bin-{digest[:24]}" if cache_dir else None
     if target is not None and _complete(target, names, images):
         return target
-    limit = max_image_pixels()
     if target is not None:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             for debris in dead_siblings(target):
                 shutil.rmtree(debris, ignore_errors=True)
-            folder = make_temp_dir(target.parent, target.name)
-        except OSError as exc:
+            with built_in_place(target) as folder:
+                _unpack(path, names, images, folder, show_progress)
+            return target
+        except OSError as exc:  # writing the images is a DataError: this is the cache folder itself
             warn(f"crop cache {target.parent}: cannot write there ({exc.strerror or exc}); unpacking "
                  f"{Path(path).name} into a temporary folder")
-            target = None
-    if target is None:
-        folder = Path(tempfile.mkdtemp(prefix="lrbench-bin-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix="lrbench-bin-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    _unpack(path, names, images, folder, show_progress)
+    return folder
+
+
+def _unpack(path: Path, names: list[str], images: list[bytes], folder: Path, show_progress) -> None:
+    """Write each image of ``path`` into ``folder`` after checking it decodes."""
+    limit = max_image_pixels()
     try:
         with progress_bar(f"unpack {Path(path).name}", len(images), show_progress) as steps:
             for index, (name, image) in enumerate(zip(names, images)):
@@ -278,16 +284,7 @@ def extract(
                 (folder / name).write_bytes(image)
                 steps.advance()
     except OSError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
         raise DataError(f"{folder}: cannot write the images of {path} ({exc.strerror or exc})") from None
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    if target is None:
-        return folder
-    old = swap_into_place(folder, target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def load_bin(path: Path, cache_dir: Path | None, show_progress: ProgressMode | bool = "bar") -> PairSet:

@@ -15,14 +15,16 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import DataError, UsageError
+from .progress import warn
 
 
 def _read_umask() -> int:
@@ -118,6 +120,27 @@ def swap_into_place(folder: Path, target: Path) -> Path:
             os.replace(old, target)
         raise
     return old
+
+
+@contextlib.contextmanager
+def built_in_place(target: Path) -> Iterator[Path]:
+    """A fresh hidden sibling of ``target`` to fill. When the block ends normally it replaces ``target``
+    (``swap_into_place``) and the previous ``target`` is removed (named in a warning if it cannot be);
+    when it fails the sibling is removed and ``target`` is as it was. Nobody ever sees a half-built folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = make_temp_dir(target.parent, target.name)
+    try:
+        yield folder
+        old = swap_into_place(folder, target)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if old.exists():
+        try:
+            shutil.rmtree(old)
+        except OSError as exc:
+            warn(f"{old}: cannot remove the replaced {target.name} ({exc.strerror}); delete it by hand")
 
 
 def dead_siblings(target: Path, kind: str = "tmp") -> list[Path]:

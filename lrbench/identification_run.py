@@ -18,7 +18,7 @@ from rich.table import Table
 
 from .degrade import probe_size
 from .errors import DataError, UsageError
-from .fileio import OutputLock, check_writable, dead_siblings, make_temp_dir, swap_into_place, write_atomic
+from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic
 from .identification import FPIRS, RANKS, TOP, Search, cmc, search_set, summary
 from .report import HTML_STYLE, image_tag, save_figure
 from .training.distributed import Ranks, gather_rows
@@ -153,9 +153,7 @@ def _kind(folder: Path) -> str | None:
 def write_identification_run(run: IdentificationRun, out: Path) -> Path:
     """Write every file into a temporary sibling, then swap it into place (no half-written run is seen)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(out.parent, out.name)
-    try:
+    with built_in_place(out) as tmp:
         write_atomic(tmp / MANIFEST, json.dumps(run.manifest, indent=2, default=str) + "\n")
         write_atomic(tmp / RESULTS, run.results.to_csv(index=False))
         write_atomic(tmp / RANKS_CSV, run.ranks.to_csv(index=False, float_format="%.8g"))
@@ -163,11 +161,6 @@ def write_identification_run(run: IdentificationRun, out: Path) -> Path:
         plot_cmc(run, tmp / CMC_PNG)
         plot_rank1([run], tmp / RANK1_PNG)
         write_atomic(tmp / REPORT_HTML, html_report(run, tmp))
-        old = swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return out
 
 

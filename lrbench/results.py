@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, UsageError, brief_list
-from .fileio import OutputLock, check_writable, dead_siblings, make_temp_dir, swap_into_place, write_atomic
+from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic
 from .progress import warn
 from .stats import describe as describe_intervals
 
@@ -202,13 +202,11 @@ def write_run(run: RunData, out: Path, overwrite: bool = False, render: Callable
     out = Path(out)
     recover_run_dir(out)
     check_run_target(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(out.parent, out.name)
     # when (report.html's "written") and what each results.csv column holds, in what unit
     run.manifest.setdefault("created", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
     run.manifest.setdefault("columns", {RESULTS: {name: {"unit": unit, "meaning": meaning}
                                                   for name, (unit, meaning) in RESULT_COLUMNS.items()}})
-    try:
+    with built_in_place(out) as tmp:
         write_atomic(tmp / MANIFEST, json.dumps(run.manifest, indent=2, default=_json_default) + "\n")
         for name, table in ((RESULTS, run.results), (FOLDS, run.folds), (ROC, run.roc)):
             write_atomic(tmp / name, table.to_csv(index=False))
@@ -216,11 +214,6 @@ def write_run(run: RunData, out: Path, overwrite: bool = False, render: Callable
         run.path = out
         if render is not None:
             render(run, tmp)
-        old = swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _remove(old)
     return out
 
 

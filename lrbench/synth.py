@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import UsageError
-from .fileio import make_temp_dir, swap_into_place
+from .fileio import built_in_place
 
 GENERATOR_VERSION = 1  # stored in synth.json; bump when the images change so old datasets are regenerated
 JPEG_QUALITY = 92
@@ -114,15 +113,8 @@ def synthesize(
         return paths
     if stored is None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not a synthetic dataset (no synth.json); refusing to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    build = make_temp_dir(out.parent, out.name)
-    try:
+    with built_in_place(out) as build:
         _write_all(build, params, progress)
-        old = swap_into_place(build, out)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return paths
 
 
