@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import registry
-from .crops import decoder_versions, file_digests, max_image_pixels
+from .crops import decoder_versions, images_digest, max_image_pixels
 from .errors import DataError, LrbenchError, UsageError, brief_list
 from .fileio import IMAGE_SUFFIXES, image_files, sha256_file, write_atomic
 from .options import parse_options
@@ -335,13 +335,9 @@ def _scratch() -> Path:
 def detection_key(root: Path, images: list[str], detector: Detector, pick: str) -> str:
     """Identity of a detection: the detector, its options and weights' digests, the face choice, the
     decoders' versions, and every image's name and bytes."""
-    digest = hashlib.sha256(json.dumps({"format": FORMAT, **detector.identity(), "pick": pick,
-                                        "decoders": decoder_versions()}, sort_keys=True).encode())
-    for rel, file_digest in zip(images, file_digests([Path(root) / rel for rel in images])):
-        if isinstance(file_digest, OSError):
-            raise DataError(f"{Path(root) / rel}: cannot read image ({file_digest.strerror or file_digest})")
-        digest.update(json.dumps(rel).encode() + file_digest)
-    return digest.hexdigest()[:24]
+    return hashlib.sha256(json.dumps({"format": FORMAT, **detector.identity(), "pick": pick,
+                                      "decoders": decoder_versions(), "images": images_digest(Path(root), images)},
+                                     sort_keys=True).encode()).hexdigest()[:24]
 
 
 def missing_landmarks_message(root: Path, suggested: Path) -> str:
