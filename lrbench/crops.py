@@ -8,9 +8,11 @@ used only if its header matches and its pixels hash to the recorded digest; othe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -117,12 +119,16 @@ def cache_key(
     return digest.hexdigest()[:24]
 
 
-def _crop_one(path: Path, template: CropTemplate, points: np.ndarray | None, where: str, limit: int) -> np.ndarray:
-    """One crop; ``where`` is the landmark entry (``file:line``) that errors about the points name."""
-    decode_errors = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+@contextlib.contextmanager
+def decoded_image(path: Path, limit: int) -> Iterator[Image.Image]:
+    """The image at ``path``, decoded; a file that does not decode, or has more than ``limit`` pixels, is one
+    error naming it (the size is checked before the pixels are read)."""
     try:
         image = Image.open(path)
-    except decode_errors as exc:
+    except DECODE_ERRORS as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from None
     with image:
         width, height = image.size
@@ -133,8 +139,14 @@ def _crop_one(path: Path, template: CropTemplate, points: np.ndarray | None, whe
             )
         try:
             image.load()
-        except decode_errors as exc:
+        except DECODE_ERRORS as exc:
             raise DataError(f"{path}: cannot decode image ({exc})") from None
+        yield image
+
+
+def _crop_one(path: Path, template: CropTemplate, points: np.ndarray | None, where: str, limit: int) -> np.ndarray:
+    """One crop; ``where`` is the landmark entry (``file:line``) that errors about the points name."""
+    with decoded_image(path, limit) as image:
         try:
             return resize_aligned(image, template) if points is None else align_face(image, points, template)
         except AlignmentError as exc:

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from . import registry
-from .crops import decoder_versions, images_digest, max_image_pixels
+from .crops import decoded_image, decoder_versions, images_digest, max_image_pixels
 from .errors import DataError, LrbenchError, UsageError, brief_list
 from .fileio import IMAGE_SUFFIXES, image_files, sha256_file, write_atomic
 from .options import parse_options
@@ -41,7 +40,6 @@ FORMAT = 1
 NO_FACE = "no face"
 # Images between two checkpoints of ``lrbench landmarks``: an interrupt loses at most this many detections.
 CHECKPOINT_EVERY = 256
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def find_images(root: Path) -> list[str]:
@@ -58,18 +56,8 @@ def find_images(root: Path) -> list[str]:
 def read_rgb(path: Path, limit: int | None = None) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB, converted the way alignment converts it (greyscale, palette,
     CMYK and alpha by Pillow's ``convert("RGB")``), so the detector sees the pixels the crop is cut from."""
-    limit = limit or max_image_pixels()
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > limit:
-                raise DataError(
-                    f"{path}: {width}×{height} = {width * height:,} pixels, more than the limit of {limit:,} "
-                    "(raise it with the environment variable LRBENCH_MAX_IMAGE_PIXELS)"
-                )
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except _DECODE_ERRORS as exc:
-        raise DataError(f"{path}: cannot decode image ({exc})") from None
+    with decoded_image(path, limit or max_image_pixels()) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 @dataclass
