@@ -1,4 +1,10 @@
-"""What the CLI tests share: calling ``lrbench`` in-process and checking a one-line error."""
+"""What the CLI tests share: calling ``lrbench`` in-process, checking a one-line error, and importing a
+script from benchmarks/."""
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -19,3 +25,13 @@ def one_line_error(result, code, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def benchmark_script(name: str) -> types.ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    return module
