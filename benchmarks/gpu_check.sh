@@ -83,3 +83,54 @@ s['images_per_s'], 'images/s', 'loss', f\"{s['loss_first']:.4g} -> {s['loss_last
   done
   rm -rf "$WORK"
 fi
+
+if [[ $SECTIONS == *" crossval "* ]]; then
+  # Ten-fold cross-validation of dlib-resnet students, and the DF 1-13 sweep times of `lrbench run` on all 6000
+  # pairs. Only when asked: `CROPS=runs/lfw-dlib150 DLIB=runs/dlib.dat bash benchmarks/gpu_check.sh crossval`.
+  #   CROPS      folder made by `python benchmarks/pack_lfw_crops.py ../shared/data/lfw CROPS` (carry it)
+  #   DLIB       dlib_face_recognition_resnet_model_v1.dat (carry it)
+  #   CV_RECIPE  lrbench train distill options (default below); CV_FOLDS: folds of this call (default: all)
+  #   CV_OUT     where folds accumulate (default runs/cv-gpu): a later call on the same machine skips finished
+  #              folds and resumes an interrupted training; CV_TIMEOUT: seconds for this call's folds (default 360)
+  #   OUT        if set (the device sets it), $OUT/crossval.tar.xz holds CV_OUT without weights and figures
+  #   CV_FROM    such a crossval.tar.xz from an earlier machine (carry it): unpacked into CV_OUT first, never
+  #              over a file already there, so the folds it holds are skipped (their runs keep the weights' SHA-256)
+  if [ -z "${CROPS:-}" ] || [ -z "${DLIB:-}" ]; then
+    echo "== crossval: skipped (needs CROPS=<packed folder> and DLIB=<dlib weights>)"
+  else
+    echo "== crossval: lrbench run, DF 1-13 on all 6000 pairs, fp32 (--aligned crops; sphere20 untrained, its"
+    echo "   96×112 input resized from the 150×150 crops): wall time and the run's own stage times"
+    SWEEPS=$(mktemp -d)
+    for backbone in dlib-resnet:"$DLIB" sphereface:random; do
+      IFS=: read -r name weights <<<"$backbone"
+      started=$(date +%s%N)
+      if timeout 300 "$PY" -m lrbench run --backbone "$name" --weights "$weights" --data "$CROPS" \
+        --pairs "$CROPS/pairs.txt" --aligned --df 1-13 --device cuda --quiet --out "$SWEEPS/$name" \
+        >/dev/null 2>"$SWEEPS/$name.log"; then
+        wall_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+        "$PY" -c "import json, sys; m = json.load(open(sys.argv[1])); t = m['timings']; \
+print(f\"{sys.argv[2]}: {int(sys.argv[3]) / 1000:.1f} s wall; decode+align {t['decode_align_s']:.1f} s, \
+features {t['features_s']:.1f} s, metrics {t['metrics_s']:.1f} s; batch {m['settings']['batch_size']}\")" \
+          "$SWEEPS/$name/manifest.json" "$name" "$wall_ms"
+      else
+        echo "$name: sweep failed:"; tail -n 3 "$SWEEPS/$name.log"
+      fi
+    done
+    rm -rf "$SWEEPS"
+    RECIPE=${CV_RECIPE:---df 4-13 --hr-weight 1 --epochs 4 --batch-size 128 --warmup-steps 40}
+    CV_OUT=${CV_OUT:-runs/cv-gpu}
+    mkdir -p "$CV_OUT"
+    [ -n "${CV_FROM:-}" ] && tar -xJf "$CV_FROM" -C "$CV_OUT" --skip-old-files && echo "crossval: continued from $CV_FROM"
+    echo "== crossval: dlib-resnet students on the people of the other folds, folds ${CV_FOLDS:-all}: $RECIPE"
+    # shellcheck disable=SC2086  # the recipe is a list of options
+    timeout "${CV_TIMEOUT:-360}" "$PY" benchmarks/cross_validate.py --data "$CROPS" --pairs "$CROPS/pairs.txt" \
+      --people "$CROPS/people.txt" --aligned --teacher dlib-resnet --teacher-weights "$DLIB" --device cuda \
+      --out "$CV_OUT" ${CV_FOLDS:+--folds "$CV_FOLDS"} -- $RECIPE 2>"$CV_OUT.log"
+    echo "crossval: exit code $? (lrbench's own output is in $CV_OUT.log; its last lines:)"; tail -n 3 "$CV_OUT.log"
+    if [ -n "${OUT:-}" ] && [ -d "$CV_OUT" ]; then  # one file back (the device returns 8 files, 2 folders deep)
+      cp "$CV_OUT.log" "$CV_OUT/"
+      tar -cJf "$OUT/crossval.tar.xz" -C "$CV_OUT" --exclude='*.pt' --exclude='*.png' --exclude='*.pdf' \
+        --exclude='*.svg' --exclude=report.html . && ls -l "$OUT/crossval.tar.xz"
+    fi
+  fi
+fi

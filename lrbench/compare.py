@@ -58,15 +58,10 @@ def _reported_folds(run: RunData) -> list[int]:
 
 def _facts(run: RunData) -> dict[str, object]:
     """What must agree for two runs to have scored the same pairs of the same faces the same way."""
-    data, settings = run.manifest.get("data", {}), run.manifest.get("settings", {})
-    return {
-        "protocol": run.manifest["protocol"],
-        "pairs file sha256": data.get("pairs_sha256"),
-        "images sha256": data.get("images_sha256"),
-        "landmarks sha256": data.get("landmarks_sha256"),
-        "pre-aligned images (--aligned)": settings.get("aligned"),
-        "reported folds": _reported_folds(run),
-    }
+    from .report import DATA_FACTS, manifest_fact  # the facts lrbench report checks before overlaying runs
+
+    facts = {name: manifest_fact(run.manifest, keys) for name, keys in DATA_FACTS.items()}
+    return {**facts, "reported folds": _reported_folds(run)}
 
 
 def check_compatible(base: RunData, other: RunData) -> None:

@@ -52,6 +52,7 @@ DATA_FACTS = {
     "pairs sha256": ("data", "pairs_sha256"),
     "images sha256": ("data", "images_sha256"),
     "landmarks sha256": ("data", "landmarks_sha256"),
+    "pre-aligned images (--aligned)": ("settings", "aligned"),
 }
 HTML_STYLE = (
     "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:.5em 0}"
@@ -147,8 +148,9 @@ def results_json(runs: list[RunData]) -> str:
     return json.dumps(payload if len(payload) > 1 else payload[0], indent=2, ensure_ascii=False)
 
 
-def _fact(run: RunData, keys: tuple[str, ...]):
-    value = run.manifest
+def manifest_fact(manifest: dict, keys: tuple[str, ...]):
+    """``manifest[keys[0]][keys[1]]…``, None where a key is missing (runs from older versions lack some)."""
+    value = manifest
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     return value
@@ -158,7 +160,7 @@ def data_differences(runs: list[RunData]) -> list[str]:
     """The ``DATA_FACTS`` on which the runs disagree, each with every run's value (hashes shortened)."""
     different = []
     for name, keys in DATA_FACTS.items():
-        values = [_fact(run, keys) for run in runs]
+        values = [manifest_fact(run.manifest, keys) for run in runs]
         if len(set(map(str, values))) > 1:
             shown = [str(value)[:12] if "sha256" in name and value else str(value) for value in values]
             different.append(f"{name} {' vs '.join(shown)}")
@@ -182,7 +184,7 @@ def run_labels(runs: list[RunData]) -> list[str]:
     """Each run's label; runs sharing one get what tells them apart (weights file, backbone, degradation and
     mode, or folder), so no two curves or columns carry the same name."""
     facts = (
-        lambda run: Path(str(_fact(run, ("weights", "file")) or "no weights")).name,
+        lambda run: Path(str(manifest_fact(run.manifest, ("weights", "file")) or "no weights")).name,
         lambda run: run.manifest["backbone"],
         lambda run: f"{run.manifest['degradation']['name']}, {run.manifest['degradation']['mode']}",
         lambda run: run.path.name if run.path else "",

@@ -289,7 +289,7 @@ def classify(ctx, **params):
 @click.command()
 @loop_options(lr=3e-4)
 @data_options
-@click.option("--teacher", required=True, help="Registered backbone of the frozen high-resolution teacher.")
+@click.option("--teacher", help="Registered backbone of the frozen high-resolution teacher (required).")
 @click.option(
     "--teacher-weights",
     help="Its checkpoint (e.g. a classify run's model.pt; default: the backbone's default weights, if it has any).",
@@ -350,6 +350,8 @@ def classify(ctx, **params):
 @click.pass_context
 def distill(ctx, **params):
     """Teach a student on degraded faces to reproduce a frozen teacher's features on the originals."""
+    if not params["teacher"] and not params["resume"]:  # a resumed run has its teacher in its configuration
+        raise UsageError("--teacher NAME is required: the registered backbone of the frozen teacher")
     _train(ctx, "distill", params, DistillTask)
 
 

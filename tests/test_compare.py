@@ -77,7 +77,7 @@ def test_holm_adjusts_over_every_run_and_df(tmp_path):
     ("change", "fragment"),
     [
         ({"protocol": "my.toml"}, "different protocol (lfw-view2 vs my.toml)"),
-        ({"pairs_sha": "q" * 64}, f"different pairs file sha256 ({'p' * 64} vs {'q' * 64})"),
+        ({"pairs_sha": "q" * 64}, f"different pairs sha256 ({'p' * 64} vs {'q' * 64})"),
         ({"images_sha": "j" * 64}, f"different images sha256 ({'i' * 64} vs {'j' * 64})"),  # LFW vs deep-funneled
     ],
 )

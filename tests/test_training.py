@@ -470,6 +470,14 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(data, tmp_path):
     assert {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in files} == before
 
 
+def test_a_distillation_resumes_from_its_folder_alone(data, teacher, tmp_path):
+    out = tmp_path / "lr"
+    assert invoke(*distill_args(data, teacher, out, "--steps", 2)).exit_code == 0
+    result = invoke("train", "distill", "--resume", out)  # the teacher comes from the run's configuration
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"--resume {out}: the run finished at step 2; nothing to do")
+
+
 def test_resume_refuses_training_images_or_landmarks_that_changed(data, tmp_path):
     casia = tmp_path / "casia"
     shutil.copytree(data.train_images.parent, casia)
@@ -571,6 +579,7 @@ def _nan_weights(tmp_path):
         ("DF outside the crop", "--df 200: DF 200 is larger than the 96×112 crop"),
         ("resolution augment outside the crop", "--resolution-augment 1-99: DF"),
         ("negative HR weight", "--hr-weight -1.0: a loss weight is 0 or more"),
+        ("distill without a teacher", "--teacher NAME is required"),
         ("validation DF of 0", "--val-df 0: DF must be at least 1"),
         ("a file in the way of --out", "is a file, not a folder"),
         ("no CUDA", "--device cuda: CUDA is not available"),
@@ -592,6 +601,7 @@ def test_bad_input_is_one_clear_error_before_anything_is_written(data, teacher, 
         "DF outside the crop": lambda: distill_args(data, teacher, out, "--df", 200),
         "resolution augment outside the crop": lambda: classify_args(data, out, "--resolution-augment", "1-99"),
         "negative HR weight": lambda: distill_args(data, teacher, out, "--hr-weight", -1),
+        "distill without a teacher": lambda: ["train", "distill", "--data", data.train_images, "--out", out],
         "validation DF of 0": lambda: classify_args(
             data, out, "--val", "lfw-view2", "--val-data", data.lfw_root, "--val-df", 0
         ),

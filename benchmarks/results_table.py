@@ -1,0 +1,385 @@
+"""README.md's results tables, generated from the run directories committed under benchmarks/results/.
+
+Every number shown is recomputed from a run's scores.csv with lrbench's own metrics (each reported fold
+thresholded on the other folds, as `lrbench run --report-folds` does) and must equal what the run's
+results.csv, folds.csv and roc.csv say, so the table cannot drift from the evidence; the comparison of each
+row with the first is `lrbench compare`'s, on the same files.
+
+    python benchmarks/results_table.py            # print the generated block
+    python benchmarks/results_table.py --check    # exit 1 if README.md's block differs from it
+    python benchmarks/results_table.py --write    # rewrite only that block of README.md
+
+benchmarks/results/table.toml lists the rows; benchmarks/results/README.md explains the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import textwrap
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import auc as curve_area
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from lrbench.compare import compare_runs
+from lrbench.errors import DataError, LrbenchError, UsageError
+from lrbench.fileio import write_atomic
+from lrbench.metrics import VerificationResult, evaluate_verification
+from lrbench.ranges import parse_ranges
+from lrbench.results import FOLDS, MANIFEST, RESULTS, ROC, SCORES, RunData, load_run
+from lrbench.stats import fold_decisions
+
+REPO = Path(__file__).resolve().parents[1]
+TABLE = REPO / "benchmarks" / "results" / "table.toml"
+README = REPO / "README.md"
+START = re.compile(r"<!-- results-table:start[^\n]*?-->\n")
+END = "<!-- results-table:end -->"
+WIDTH = 110  # README.md's prose lines
+SHOWN = ("accuracy", "eer", "auc")  # what a cell may show, in this order
+# scores.csv keeps 8 significant digits. Accuracies count pairs on either side of a threshold, so they must
+# agree exactly; a tie that the rounding creates between a same and a different pair moves AUC, EER and
+# TAR@FAR by about 1/(same pairs × different pairs), far below this; thresholds move by the rounding itself.
+COUNT_TOLERANCE = 1e-9
+RATE_TOLERANCE = 1e-6
+THRESHOLD_TOLERANCE = 1e-6  # relative to the threshold's size, at least 1
+
+
+@dataclass(frozen=True)
+class Row:
+    dir: str  # a folder beside table.toml
+    label: str | None  # None: the run's own label
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """table.toml: the runs shown, in order (the first is the baseline of the comparison), and the columns."""
+
+    path: Path
+    title: str
+    dfs: list[int]
+    show: list[str]
+    rows: list[Row]
+
+    def run_dir(self, row: Row) -> Path:
+        return self.path.parent / row.dir
+
+
+@dataclass
+class Evidence:
+    """A committed run, checked: its metrics recomputed from scores.csv equal its results.csv and folds.csv."""
+
+    run: RunData
+    label: str
+    metrics: dict[int, VerificationResult]  # per DF, from scores.csv
+
+
+def read_spec(path: Path) -> TableSpec:
+    """table.toml, checked; every problem is one DataError naming the file and the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+    _no_other_keys(path, raw, ("title", "dfs", "show", "rows"), "")
+    title, dfs, show = raw.get("title", ""), raw.get("dfs"), raw.get("show", ["accuracy"])
+    if not isinstance(title, str):
+        raise DataError(f"{path}: 'title' must be text")
+    if not isinstance(dfs, list) or not dfs or not all(type(df) is int and df >= 1 for df in dfs):
+        raise DataError(f"{path}: 'dfs' must be a list of degradation factors (integers ≥ 1), got {dfs!r}")
+    if not isinstance(show, list) or not show or not set(show) <= set(SHOWN) or len(set(show)) < len(show):
+        raise DataError(f"{path}: 'show' must list some of {', '.join(SHOWN)} once each, got {show!r}")
+    rows = raw.get("rows", [])
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise DataError(f"{path}: 'rows' must be [[rows]] tables")
+    parsed = []
+    for k, row in enumerate(rows):
+        where = f"rows[{k}]"
+        _no_other_keys(path, row, ("dir", "label"), where + ".")
+        folder, label = row.get("dir"), row.get("label")
+        if not isinstance(folder, str) or not folder or folder in (".", "..") or "/" in folder or "\\" in folder:
+            raise DataError(f"{path}: {where}.dir must name a folder beside {path.name}, got {folder!r}")
+        if label is not None and not isinstance(label, str):
+            raise DataError(f"{path}: {where}.label must be text")
+        if folder in (earlier.dir for earlier in parsed):
+            raise DataError(f"{path}: {where}.dir {folder!r} is listed twice")
+        parsed.append(Row(folder, label))
+    return TableSpec(path, title, sorted(set(dfs)), [name for name in SHOWN if name in show], parsed)
+
+
+def _no_other_keys(path: Path, table: dict, known: tuple[str, ...], prefix: str) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise DataError(f"{path}: unknown key {prefix}{unknown[0]} (known: {', '.join(known)})")
+
+
+def reported_folds(run: RunData) -> list[int] | None:
+    """The folds the run reports (its ``--report-folds``, 1-based), or None for all of them."""
+    text = run.manifest.get("settings", {}).get("report_folds")
+    if text is None:
+        return None
+    folds = int(run.scores["fold"].max())
+    try:
+        return parse_ranges(str(text), "report_folds", unit="fold", low=1, high=folds,
+                            bound=f"the {folds} folds of its {SCORES}", example="1, 2-10 or 1,3")
+    except UsageError as exc:
+        raise DataError(f"{run.path / MANIFEST}: settings.{exc}") from None
+
+
+def recompute(run: RunData) -> dict[int, VerificationResult]:
+    """Each DF's metrics from scores.csv, with the run's threshold rule and reported folds.
+
+    A merged cross-validated run (``lrbench.crossval``) holds only each fold's held-out scores, while fold k's
+    threshold was chosen on the other folds' scores of fold k's own model, which it does not hold: there the
+    thresholds of folds.csv are taken as given and each fold's accuracy is recomputed with its threshold.
+    """
+    rule = run.manifest.get("settings", {}).get("threshold_rule", "exact")
+    folds = None if "cross_validation" in run.manifest else reported_folds(run)
+    metrics = {}
+    for df, table in run.scores.groupby("df"):
+        table = table.sort_values("pair")
+        score, same, fold = table["score"].to_numpy(), table["same"].to_numpy(), table["fold"].to_numpy()
+        try:
+            metrics[int(df)] = evaluate_verification(score, same, fold, rule=rule, report_folds=folds)
+        except ValueError as exc:
+            raise DataError(f"{run.path / SCORES}: DF {df}: cannot be scored: {exc}") from None
+        if "cross_validation" in run.manifest:
+            metrics[int(df)] = _held_out(run, int(df), metrics[int(df)], score, same.astype(bool), fold)
+    return metrics
+
+
+def _held_out(run: RunData, df: int, pooled: VerificationResult, score, same, fold) -> VerificationResult:
+    """A merged run's metrics: pooled ones from all its scores, fold accuracies from folds.csv's thresholds."""
+    table = run.folds[run.folds["df"] == df].sort_values("fold")
+    if table["fold"].tolist() != pooled.fold_ids.tolist():
+        raise DataError(f"{run.path / FOLDS}: DF {df} lists folds {table['fold'].tolist()}, but this merged "
+                        f"cross-validated run's {SCORES} holds folds {pooled.fold_ids.tolist()}")
+    right = fold_decisions(score, fold, table["fold"], table["threshold"]) == same
+    accuracy = np.array([right[fold == k].mean() for k in pooled.fold_ids])
+    return replace(pooled, fold_accuracy=accuracy, fold_threshold=table["threshold"].to_numpy(),
+                   accuracy_mean=float(accuracy.mean()), accuracy_std=float(accuracy.std(ddof=0)),
+                   accuracy_sem=float(accuracy.std(ddof=1) / np.sqrt(len(accuracy))))
+
+
+def cross_check(run: RunData, metrics: dict[int, VerificationResult]) -> None:
+    """Refuse a run whose folds.csv, results.csv or roc.csv is not what its scores.csv gives: per DF, the
+    per-fold numbers first (the root of the others), then the results row, then the curve's area."""
+    path, scores = Path(run.path), Path(run.path) / SCORES
+    stored = sorted(int(df) for df in run.results["df"])
+    if stored != sorted(metrics):
+        raise DataError(f"{path / RESULTS}: reports DFs {stored}, but {scores} has scores for DFs {sorted(metrics)}")
+    for row in run.results.to_dict("records"):
+        df = int(row["df"])
+        result = metrics[df]
+        folds = run.folds[run.folds["df"] == df].sort_values("fold")
+        if folds["fold"].tolist() != result.fold_ids.tolist():
+            raise DataError(f"{path / FOLDS}: DF {df} lists folds {folds['fold'].tolist()}, but the run reports "
+                            f"folds {result.fold_ids.tolist()} (its {MANIFEST}, settings.report_folds)")
+        for fold, accuracy, threshold, accuracy_again, threshold_again in zip(
+            folds["fold"], folds["accuracy"], folds["threshold"], result.fold_accuracy, result.fold_threshold
+        ):
+            _agree(path / FOLDS, f"DF {df} fold {fold} accuracy", accuracy, accuracy_again, COUNT_TOLERANCE, scores)
+            _agree(path / FOLDS, f"DF {df} fold {fold} threshold", threshold, threshold_again,
+                   THRESHOLD_TOLERANCE * max(1.0, abs(threshold_again)), scores)
+        expected = {
+            "accuracy_mean": (result.accuracy_mean, COUNT_TOLERANCE),
+            "accuracy_std": (result.accuracy_std, COUNT_TOLERANCE),
+            "accuracy_sem": (result.accuracy_sem, COUNT_TOLERANCE),
+            "auc": (result.auc, RATE_TOLERANCE),
+            "eer": (result.eer, RATE_TOLERANCE),
+            **{f"tar_at_far_{far:g}": (tar, RATE_TOLERANCE) for far, tar in result.tar_at_far.items()},
+        }
+        if "pairs" in row:
+            expected["pairs"] = (reported_pairs(run, df, result), 0)
+        for column, (value, tolerance) in expected.items():
+            _agree(path / RESULTS, f"DF {df} {column}", row[column], value, tolerance, scores)
+        curve = run.roc[run.roc["df"] == df].sort_values(["fpr", "tpr"])
+        if len(curve) < 2:
+            raise DataError(f"{path / ROC}: no curve for DF {df}, which {path / RESULTS} reports")
+        _agree(path / ROC, f"DF {df} area under the curve", curve_area(curve["fpr"], curve["tpr"]), result.auc,
+               RATE_TOLERANCE, scores)
+
+
+def _agree(file: Path, what: str, stored, recomputed, tolerance: float, scores: Path) -> None:
+    if not abs(float(stored) - float(recomputed)) <= tolerance:  # NaN never agrees
+        raise DataError(f"{file}: {what} is {float(stored):.10g}, but {scores} gives {float(recomputed):.10g}; "
+                        "these files are not the output of one run")
+
+
+def reported_pairs(run: RunData, df: int, result: VerificationResult) -> int:
+    scores = run.scores[run.scores["df"] == df]
+    return int(scores["fold"].isin(result.fold_ids).sum())
+
+
+def load_evidence(spec: TableSpec) -> list[Evidence]:
+    """Every row's run directory, loaded and cross-checked, with the DFs the table shows."""
+    evidence = []
+    for row in spec.rows:
+        run = load_run(spec.run_dir(row))
+        metrics = recompute(run)
+        cross_check(run, metrics)
+        missing = [df for df in spec.dfs if df not in metrics]
+        if missing:
+            raise DataError(f"{run.path / RESULTS}: no DF {', '.join(map(str, missing))}, which {spec.path} shows")
+        evidence.append(Evidence(run, row.label or run.label, metrics))
+    return evidence
+
+
+def _folds_text(run: RunData, result: VerificationResult) -> str:
+    ids = [int(fold) for fold in result.fold_ids]
+    if len(ids) == run.scores["fold"].nunique():
+        return f"{len(ids)} folds"
+    return f"fold{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
+
+
+def _probe(run: RunData, df: int) -> str:
+    return str(run.results.loc[run.results["df"] == df, "probe_px"].iloc[0])
+
+
+def _cell(result: VerificationResult, show: list[str], bold: bool) -> str:
+    parts = {"accuracy": f"{100 * result.accuracy_mean:.2f} %", "eer": f"EER {100 * result.eer:.1f} %",
+             "auc": f"AUC {result.auc:.4f}"}
+    shown = [parts[name] for name in show]
+    if bold:
+        shown[0] = f"**{shown[0]}**"
+    return shown[0] + (f" ({', '.join(shown[1:])})" if len(shown) > 1 else "")
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def results_table(spec: TableSpec, evidence: list[Evidence], links_from: Path) -> list[str]:
+    """One row per run, one column per DF; the best accuracy of each column in bold."""
+    first = evidence[0]
+    reported = first.metrics[spec.dfs[0]]
+    folds = _folds_text(first.run, reported)
+    corner = f"{spec.title} {folds} ({reported_pairs(first.run, spec.dfs[0], reported)} pairs)"
+    probes = {df: sorted({_probe(item.run, df) for item in evidence}) for df in spec.dfs}  # one, unless crops differ
+    headers = [f"DF {df} ({probes[df][0]})" if len(probes[df]) == 1 else f"DF {df}" for df in spec.dfs]
+    best = {df: max(f"{100 * item.metrics[df].accuracy_mean:.2f}" for item in evidence) for df in spec.dfs}
+    lines = [f"| {_escape(corner.strip())} | {' | '.join(headers)} |", "|---" * (len(spec.dfs) + 1) + "|"]
+    for item in evidence:
+        link = Path(os.path.relpath(Path(item.run.path).resolve(), links_from.resolve())).as_posix()
+        cells = []
+        for df in spec.dfs:
+            result = item.metrics[df]
+            bold = "accuracy" in spec.show and len(evidence) > 1 and f"{100 * result.accuracy_mean:.2f}" == best[df]
+            probe = "" if len(probes[df]) == 1 else f" at {_probe(item.run, df)}"
+            cells.append(_cell(result, spec.show, bold) + probe)
+        lines.append(f"| [{_escape(item.label)}]({link}/) | {' | '.join(cells)} |")
+    rule = first.run.manifest.get("settings", {}).get("threshold_rule", "exact")
+    accuracy = f"Accuracy on {folds}" if folds.startswith("fold") else f"Accuracy: the mean over {folds}"
+    note = (f"{accuracy}, each fold's threshold chosen on the other folds ({rule} rule); every number recomputed "
+            "from the linked run's `scores.csv` by `benchmarks/results_table.py`, which checks it against the run's "
+            "`results.csv` and `folds.csv`.")
+    if any("cross_validation" in item.run.manifest for item in evidence):
+        note += (" A merged cross-validated run holds only held-out scores: its folds' thresholds, chosen by each "
+                 "fold's own model, are taken from its `folds.csv`.")
+    return [*lines, "", *_paragraph(note)]
+
+
+def _paragraph(text: str) -> list[str]:
+    """Prose below a table, wrapped as README.md's own paragraphs are."""
+    return textwrap.wrap(text, WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def _delta(delta: dict) -> str:
+    value, low, high = (delta[key] for key in ("value", "ci_low", "ci_high"))
+    return "–" if value is None else f"{100 * value:+.2f}" + (
+        "" if low is None or high is None else f" [{100 * low:+.2f}, {100 * high:+.2f}]")
+
+
+def comparison_table(spec: TableSpec, evidence: list[Evidence]) -> list[str]:
+    """Each later row against the first at the DFs shown, as ``lrbench compare`` computes it on these runs."""
+    payload = compare_runs([item.run for item in evidence])  # lrbench compare's resamples and seed
+    labels = {str(item.run.path): item.label for item in evidence}
+    base = evidence[0].label
+    lines = [f"Each run against {_escape(base)}, on the same pairs (`lrbench compare`):", "",
+             "| DF (probe) | run | Δ accuracy, points [95 % CI] | b / c | McNemar p | p Holm |",
+             "|---|---|---|---|---|---|"]
+    for row in payload["comparisons"]:
+        if row["df"] in spec.dfs:
+            lines.append(f"| {row['df']} ({row['probe_px']}) | {_escape(labels[row['run']])} | "
+                         f"{_delta(row['delta']['accuracy'])} | {row['only_base_right']} / {row['only_run_right']} | "
+                         f"{row['mcnemar_p']:.3g} | {row['mcnemar_p_holm']:.3g} |")
+    note = (f"b / c: pairs only {_escape(base)} / only the run gets right; McNemar: exact two-sided; p Holm: "
+            f"adjusted over all {len(payload['comparisons'])} tests (every run at each DF the runs share: "
+            f"{', '.join(map(str, payload['dfs']))}); Δ = run − {_escape(base)}, with a 95 % interval from "
+            f"{payload['resamples']} resamples of the people (seed {payload['seed']}).")
+    return [*lines, "", *_paragraph(note)]
+
+
+def generate(spec: TableSpec, links_from: Path) -> str:
+    """The text between README.md's results-table markers."""
+    if not spec.rows:
+        return f"_No results yet: {spec.path.name} lists no run directory._\n"
+    evidence = load_evidence(spec)
+    lines = results_table(spec, evidence, links_from)
+    if len(evidence) > 1:
+        lines += ["", *comparison_table(spec, evidence)]
+    return "\n".join(lines) + "\n"
+
+
+def _block_span(text: str, readme: Path) -> tuple[int, int]:
+    start = START.search(text)
+    end = text.find(END, start.end()) if start else -1
+    if end < 0:
+        raise DataError(f"{readme}: no results-table block (a line '<!-- results-table:start … -->' and, "
+                        f"below it, '{END}')")
+    return start.end(), end
+
+
+def replace_block(text: str, block: str, readme: Path) -> str:
+    """``text`` with only its results-table block replaced by ``block``."""
+    start, end = _block_span(text, readme)
+    return text[:start] + block + text[end:]
+
+
+def current_block(text: str, readme: Path) -> str:
+    start, end = _block_span(text, readme)
+    return text[start:end]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=TABLE, help="the rows and columns (default: %(default)s)")
+    parser.add_argument("--readme", type=Path, default=README, help="the file holding the block (default: %(default)s)")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true", help="exit 1 if the README's block is not what is generated")
+    action.add_argument("--write", action="store_true", help="rewrite the README's block")
+    args = parser.parse_args(argv)
+    try:
+        block = generate(read_spec(args.table), args.readme.parent)
+        if not (args.check or args.write):
+            print(block, end="")
+            return 0
+        try:
+            text = args.readme.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{args.readme}: cannot read: {exc}") from None
+        if args.write:
+            write_atomic(args.readme, replace_block(text, block, args.readme))
+            print(f"{args.readme}: results table written from {args.table}")
+        elif current_block(text, args.readme) != block:
+            print(f"{args.readme}: its results table is not what benchmarks/results_table.py generates from "
+                  f"{args.table}; run `python benchmarks/results_table.py --write`", file=sys.stderr)
+            return 1
+        return 0
+    except LrbenchError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
