@@ -2,7 +2,7 @@
 
     python benchmarks/cross_validate.py --data L/lfw-deepfunneled --pairs L/pairs.txt --people L/people.txt \\
         --landmarks L/landmarks.txt --teacher dlib-resnet --teacher-weights dlib_face_recognition_resnet_model_v1.dat \\
-        --df-eval 1,2,4,6,8,10,12,13 --out runs/cv -- --df 4-13 --hr-weight 1 --epochs 4 --batch-size 128
+        --df-eval 1,2,4,6,8,10,12,13 --out runs/cv -- --df 1-13 --epochs 8 --batch-size 128
 
 For each fold k: ``lrbench train distill`` on the people of the other folds (``--people-folds``) into
 OUT/fold-KK/train, then ``lrbench run --report-folds k`` with that student into OUT/fold-KK/eval (threshold

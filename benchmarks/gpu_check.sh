@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: CUDA paths, mixed precision, throughput, training. Prints everything; ~4 minutes.
-#   bash benchmarks/gpu_check.sh [tests] [speed] [train]     (default: all three; from anywhere)
+#   bash benchmarks/gpu_check.sh [tests] [speed] [train] [crossval]   (default: the first three; from anywhere)
 # Uses .venv, else a python3 that already has the stack (installing lrbench alone, offline), else builds .venv.
 # Optional real data, for machines that cannot see ../shared:
 #   LFW=DIR    an LFW-format folder of at least 2 folds: `python benchmarks/lfw_subset.py ../shared/data/lfw DIR --folds 2`
 #   DLIB=FILE  dlib's dlib_face_recognition_resnet_model_v1.dat: speed and distillation of the real network
+#   CROPS=DIR  for crossval: `python benchmarks/pack_lfw_crops.py ../shared/data/lfw DIR` (all of LFW, aligned)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SECTIONS=" ${*:-tests speed train} "
@@ -117,7 +118,7 @@ features {t['features_s']:.1f} s, metrics {t['metrics_s']:.1f} s; batch {m['sett
       fi
     done
     rm -rf "$SWEEPS"
-    RECIPE=${CV_RECIPE:---df 4-13 --hr-weight 1 --epochs 4 --batch-size 128 --warmup-steps 40}
+    RECIPE=${CV_RECIPE:---df 1-13 --epochs 8 --batch-size 128 --warmup-steps 40}
     CV_OUT=${CV_OUT:-runs/cv-gpu}
     mkdir -p "$CV_OUT"
     [ -n "${CV_FROM:-}" ] && tar -xJf "$CV_FROM" -C "$CV_OUT" --skip-old-files && echo "crossval: continued from $CV_FROM"

@@ -68,6 +68,7 @@ class TableSpec:
     dfs: list[int]
     show: list[str]
     rows: list[Row]
+    compare_dfs: list[int]  # the comparison table's rows (Holm's adjustment still covers every common DF)
 
     def run_dir(self, row: Row) -> Path:
         return self.path.parent / row.dir
@@ -91,12 +92,16 @@ def read_spec(path: Path) -> TableSpec:
         raise DataError(f"{path}: missing") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
-    _no_other_keys(path, raw, ("title", "dfs", "show", "rows"), "")
+    _no_other_keys(path, raw, ("title", "dfs", "compare_dfs", "show", "rows"), "")
     title, dfs, show = raw.get("title", ""), raw.get("dfs"), raw.get("show", ["accuracy"])
     if not isinstance(title, str):
         raise DataError(f"{path}: 'title' must be text")
-    if not isinstance(dfs, list) or not dfs or not all(type(df) is int and df >= 1 for df in dfs):
-        raise DataError(f"{path}: 'dfs' must be a list of degradation factors (integers ≥ 1), got {dfs!r}")
+    compare_dfs = raw.get("compare_dfs", dfs)
+    for key, value in (("dfs", dfs), ("compare_dfs", compare_dfs)):
+        if not isinstance(value, list) or not value or not all(type(df) is int and df >= 1 for df in value):
+            raise DataError(f"{path}: '{key}' must be a list of degradation factors (integers ≥ 1), got {value!r}")
+    if not set(compare_dfs) <= set(dfs):
+        raise DataError(f"{path}: 'compare_dfs' must be some of 'dfs', got {compare_dfs!r}")
     if not isinstance(show, list) or not show or not set(show) <= set(SHOWN) or len(set(show)) < len(show):
         raise DataError(f"{path}: 'show' must list some of {', '.join(SHOWN)} once each, got {show!r}")
     rows = raw.get("rows", [])
@@ -114,7 +119,8 @@ def read_spec(path: Path) -> TableSpec:
         if folder in (earlier.dir for earlier in parsed):
             raise DataError(f"{path}: {where}.dir {folder!r} is listed twice")
         parsed.append(Row(folder, label))
-    return TableSpec(path, title, sorted(set(dfs)), [name for name in SHOWN if name in show], parsed)
+    shown = [name for name in SHOWN if name in show]
+    return TableSpec(path, title, sorted(set(dfs)), shown, parsed, sorted(set(compare_dfs)))
 
 
 def _no_other_keys(path: Path, table: dict, known: tuple[str, ...], prefix: str) -> None:
@@ -309,7 +315,7 @@ def comparison_table(spec: TableSpec, evidence: list[Evidence]) -> list[str]:
              "| DF (probe) | run | Δ accuracy, points [95 % CI] | b / c | McNemar p | p Holm |",
              "|---|---|---|---|---|---|"]
     for row in payload["comparisons"]:
-        if row["df"] in spec.dfs:
+        if row["df"] in spec.compare_dfs:
             lines.append(f"| {row['df']} ({row['probe_px']}) | {_escape(labels[row['run']])} | "
                          f"{_delta(row['delta']['accuracy'])} | {row['only_base_right']} / {row['only_run_right']} | "
                          f"{row['mcnemar_p']:.3g} | {row['mcnemar_p_holm']:.3g} |")

@@ -14,10 +14,8 @@ from torch import nn
 
 from lrbench import DataError, TrainerSpec, UsageError, hookimpl
 from lrbench.training import (
-    DF_SAMPLINGS,
     HEADS,
     CropBatches,
-    DFSampling,
     MarginHead,
     Ranks,
     data_options,
@@ -73,7 +71,7 @@ class ClassifyTask:
     def __init__(self, config: dict, ranks: Ranks):
         self.spec, backbone = trainable_network(config["backbone"], config["weights"], config["option"])
         template = self.spec.input.template
-        self.dfs = _sampling(config, dfs_option(config["resolution_augment"], template, "--resolution-augment"))
+        self.dfs = dfs_option(config["resolution_augment"], template, "--resolution-augment")
         self.degrade = degradation(config["degradation"], config["degradation_option"])
         folder, crops = training_data(config, {"crops": template}, ranks)
         if not folder.has_labels:
@@ -99,54 +97,23 @@ class ClassifyTask:
         return {"images": len(self.dataset), "identities": self.identities}
 
 
-def _sampling(config: dict, dfs: list[int]) -> DFSampling:
-    """The trainer's DFs drawn as --df-sampling says (runs from before that option: uniformly)."""
-    return DFSampling(tuple(dfs), config.get("df_sampling", "uniform"))
-
-
-def _df_sampling_option(function):
-    return click.option(
-        "--df-sampling",
-        type=click.Choice(DF_SAMPLINGS),
-        default="uniform",
-        show_default=True,
-        help="How each sample's DF is drawn from the range: uniform over DF, uniform over log probe size "
-        "(size: as many samples per halving of resolution), or a curriculum that opens the range from "
-        "high to low resolution over the first half of the run.",
-    )(function)
-
-
 class Distiller(nn.Module):
-    """A student, its feature loss and optionally a classification head; ``forward`` returns the loss.
+    """A student, its feature loss and optionally a classification head; ``forward`` returns the loss."""
 
-    With ``hr_weight`` the student also sees each face at full resolution, and its features there are held
-    on the teacher's too: the loss is L(student(LR), teacher(HR)) + hr_weight · L(student(HR), teacher(HR)),
-    so that learning low resolution does not unlearn high resolution.
-    """
-
-    def __init__(
-        self, backbone: nn.Module, feature_loss: str, head: MarginHead | None, cls_weight: float, hr_weight: float = 0
-    ):
+    def __init__(self, backbone: nn.Module, feature_loss: str, head: MarginHead | None, cls_weight: float):
         super().__init__()
-        self.backbone, self.head, self.feature_loss = backbone, head, feature_loss
-        self.cls_weight, self.hr_weight = cls_weight, hr_weight
+        self.backbone, self.head, self.feature_loss, self.cls_weight = backbone, head, feature_loss, cls_weight
 
-    def _feature_loss(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self.feature_loss == "mse":
-            return F.mse_loss(embeddings, targets)
-        return (1 - F.cosine_similarity(embeddings, targets)).mean()
-
-    def forward(self, images, targets, labels=None, hr_images=None, step: int = 0) -> torch.Tensor:
-        both = images if hr_images is None else torch.cat([images, hr_images])
-        embeddings = self.backbone(both)
+    def forward(self, images, targets, labels=None, step: int = 0) -> torch.Tensor:
+        embeddings = self.backbone(images)
         with torch.autocast(images.device.type, enabled=False):
             embeddings = embeddings.float()
-            low = embeddings[: len(images)]
-            loss = self._feature_loss(low, targets)
-            if hr_images is not None:
-                loss = loss + self.hr_weight * self._feature_loss(embeddings[len(images) :], targets)
+            if self.feature_loss == "mse":
+                loss = F.mse_loss(embeddings, targets)
+            else:
+                loss = (1 - F.cosine_similarity(embeddings, targets)).mean()
             if self.head is not None:
-                loss = loss + self.cls_weight * F.cross_entropy(self.head(low, labels, step), labels)
+                loss = loss + self.cls_weight * F.cross_entropy(self.head(embeddings, labels, step), labels)
         return loss
 
 
@@ -176,7 +143,7 @@ class DistillTask:
             student.load_state_dict(self.teacher.state_dict())
         else:
             self.spec, student = trainable_network(name, config["student_weights"], options, "--student-option")
-        self.dfs = _sampling(config, dfs_option(config["df"], self.spec.input.template, "--df"))
+        self.dfs = dfs_option(config["df"], self.spec.input.template, "--df")
         self.degrade = degradation(config["degradation"], config["degradation_option"])
         dims = embedding_size(self.teacher, self.teacher_spec.input), embedding_size(student, self.spec.input)
         if dims[0] != dims[1]:
@@ -192,10 +159,7 @@ class DistillTask:
             if not folder.has_labels:
                 raise DataError(f"{folder.root}: --cls-weight needs identity folders (one sub-folder per person)")
             head = _head(config["cls_loss"], dims[1], len(folder.identities), config["scale"], config["margin"])
-        self.hr_weight = config.get("hr_weight", 0.0)  # runs from before --hr-weight had none
-        if self.hr_weight < 0:
-            raise UsageError(f"--hr-weight {self.hr_weight}: a loss weight is 0 or more")
-        self.module = Distiller(student, config["loss"], head, config["cls_weight"], self.hr_weight)
+        self.module = Distiller(student, config["loss"], head, config["cls_weight"])
         self.teacher.to(ranks.device, memory_format=torch.channels_last)
         self.targets, self.cache_s = None, None
         if config["teacher_cache"]:
@@ -224,8 +188,6 @@ class DistillTask:
                 hr = network_input(batch.get("teacher", batch["student"]), self.teacher_spec.input, device)
                 targets = self.teacher(hr).float()
         inputs = {"images": images, "targets": targets}
-        if self.hr_weight:
-            inputs["hr_images"] = network_input(batch["student"], self.spec.input, device)
         if self.module.head is not None:
             inputs["labels"] = batch["label"].to(device, non_blocking=True)
         return inputs
@@ -278,7 +240,6 @@ def _head_options(function):
     metavar="DFS",
     help="Train each sample at a random DF from these, e.g. 1-8 (1: high resolution only).",
 )
-@_df_sampling_option
 @degradation_options
 @click.pass_context
 def classify(ctx, **params):
@@ -307,9 +268,9 @@ def classify(ctx, **params):
     default="8",
     show_default=True,
     metavar="DFS",
-    help="The student's degradation factor, or a range (e.g. 1-13: a random DF per sample).",
+    help="The student's degradation factor, or a range (e.g. 1-13: a random DF per sample, one student for "
+    "every resolution).",
 )
-@_df_sampling_option
 @degradation_options
 @click.option(
     "--loss",
@@ -317,14 +278,6 @@ def classify(ctx, **params):
     default="mse",
     show_default=True,
     help="Feature loss between the teacher's and the student's embeddings (mse: the seed's).",
-)
-@click.option(
-    "--hr-weight",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Also hold the student's features on the full-resolution face to the teacher's, with this weight "
-    "(each step then runs the student on twice the images).",
 )
 @click.option(
     "--cls-weight",

@@ -157,6 +157,14 @@ def test_the_comparison_counts_discordant_pairs_and_mcnemars_p_at_each_df(eviden
     assert _discordant(evidence, 4) != (0, 0)  # the runs differ where the probe alone is degraded
 
 
+def test_compare_dfs_limits_the_comparisons_shown_not_holms_adjustment(copied):
+    table = copied / "results" / "table.toml"
+    table.write_text(table.read_text().replace("dfs = [1, 4]\n", "dfs = [1, 4]\ncompare_dfs = [4]\n"))
+    lines = _generate(copied)
+    assert [line for line in lines if line.startswith("| 1 (")] == [] and _row(lines, "| 4 (24×28) | lbp probe |")
+    assert "adjusted over all 2 tests" in " ".join(lines)
+
+
 def test_write_replaces_only_the_block_and_check_then_passes(copied, capsys):
     args = ["--table", str(copied / "results" / "table.toml"), "--readme", str(copied / "README.md")]
     assert results_table.main([*args, "--check"]) == 1
@@ -257,7 +265,8 @@ def test_a_df_the_table_shows_but_a_run_lacks_is_refused(copied):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ('dfs = [1]\ncolour = "red"\n', "unknown key colour (known: title, dfs, show, rows)"),
+    ('dfs = [1]\ncolour = "red"\n', "unknown key colour (known: title, dfs, compare_dfs, show, rows)"),
+    ('dfs = [1, 8]\ncompare_dfs = [12]\n', "'compare_dfs' must be some of 'dfs', got [12]"),
     ('dfs = [0]\n', "'dfs' must be a list of degradation factors (integers ≥ 1), got [0]"),
     ('dfs = [1]\nshow = ["speed"]\n', "'show' must list some of accuracy, eer, auc once each, got ['speed']"),
     ('dfs = [1]\n[[rows]]\ndir = "../elsewhere"\n', "rows[0].dir must name a folder beside table.toml"),

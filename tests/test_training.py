@@ -27,7 +27,7 @@ import lrbench.training
 from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights, registry
 from lrbench.fileio import FILE_MODE, OutputLock
 from lrbench.training import LAST, MODEL, Ranks, network_input, resolve_config, scan_folder
-from lrbench.training.data import DFSampling, EpochBatches, degrade_each, read_people
+from lrbench.training.data import EpochBatches, degrade_each, read_people
 from lrbench.training.heads import ArcFace, ASoftmax, CosFace
 from lrbench.training.loop import schedule_factor
 
@@ -143,33 +143,6 @@ def test_processes_share_each_global_batch():
     single = list(EpochBatches(40, 8, seed=1, epoch=0, flip=True))
     ranks = [list(EpochBatches(40, 8, seed=1, epoch=0, rank=r, world=2, flip=True)) for r in range(2)]
     assert [a + b for a, b in zip(*ranks)] == single
-
-
-def test_size_sampling_gives_each_halving_of_resolution_the_same_share():
-    assert DFSampling((1, 2, 4, 8), "size").probabilities(0.3).tolist() == pytest.approx([0.25] * 4)
-    p = dict(zip(range(1, 14), DFSampling(tuple(range(1, 14)), "size").probabilities(0.0)))
-    # each DF owns the log-sizes nearer to it than to its neighbours; the end DFs as far out as in
-    total = math.log(2) + math.log(13 * 12 / 2) / 2 + math.log(13 / 12)
-    assert p[1] == pytest.approx(math.log(2) / total) and round(p[1], 3) == 0.235
-    assert p[12] == pytest.approx(math.log(13 / 11) / 2 / total) and round(p[12], 3) == 0.028
-    assert all(p[df] > p[df + 1] for df in range(2, 13)) and sum(p.values()) == pytest.approx(1)
-    assert DFSampling((4, 8, 12), "uniform").probabilities(0.5) is None  # uniform: numpy's plain draw
-
-
-def test_the_curriculum_opens_the_df_range_from_high_to_low_resolution_by_half_way():
-    curriculum = DFSampling(tuple(range(1, 14)), "curriculum")
-    assert curriculum.probabilities(0.0).tolist() == [1.0] + [0.0] * 12
-    assert curriculum.probabilities(0.25).tolist() == pytest.approx([1 / 7] * 7 + [0] * 6)  # up to DF 1 + 12 · ½
-    assert curriculum.probabilities(0.5).tolist() == pytest.approx([1 / 13] * 13)
-    assert curriculum.probabilities(0.9).tolist() == pytest.approx([1 / 13] * 13)
-    batches = list(EpochBatches(64, 8, seed=0, epoch=0, dfs=curriculum, total_steps=16))  # this epoch: steps 0-7
-    assert {df for _, _, df in batches[0]} == {1} and max(df for _, _, df in batches[7]) > 7
-    assert list(EpochBatches(64, 8, seed=0, epoch=0, start=5, dfs=curriculum, total_steps=16)) == batches[5:]
-
-
-def test_a_sampling_that_is_not_known_is_refused():
-    with pytest.raises(lrbench.UsageError, match="--df-sampling log: expected one of uniform, size, curriculum"):
-        DFSampling((1, 8), "log")
 
 
 def test_each_sample_is_degraded_at_its_own_df():
@@ -363,23 +336,6 @@ def test_the_student_starts_as_a_teacher_whose_weights_come_from_its_default_sou
     batch = task.dataset.__getitems__([(0, False, 1), (7, True, 1)])
     images = network_input(batch["student"], task.spec.input, torch.device("cpu"))
     assert torch.equal(task.module.backbone.eval()(images), task.teacher(images))
-
-
-def test_the_hr_term_adds_the_students_full_resolution_feature_loss_with_its_weight(data, teacher, tmp_path):
-    plain = _distill_task(data, teacher, tmp_path, "--df", 8)
-    robust = _distill_task(data, teacher, tmp_path, "--df", 8, "--hr-weight", 0.5)
-    batch = robust.dataset.__getitems__([(0, False, 8), (5, True, 8), (9, False, 8)])
-    cpu = torch.device("cpu")
-    inputs = robust.inputs(batch, cpu)
-    assert "hr_images" not in plain.inputs(batch, cpu)
-    torch.testing.assert_close(inputs["hr_images"], network_input(batch["student"], robust.spec.input, cpu))
-    student = robust.module.backbone.eval()
-    with torch.no_grad():
-        low = F.mse_loss(student(inputs["images"]), inputs["targets"])
-        high = F.mse_loss(student(inputs["hr_images"]), inputs["targets"])
-        torch.testing.assert_close(robust.module.eval()(**inputs), low + 0.5 * high)
-        torch.testing.assert_close(plain.module.eval()(**plain.inputs(batch, cpu)), low)
-    assert high < low  # the student starts as the teacher: its HR features are the targets up to float error
 
 
 def test_cached_teacher_features_equal_the_teachers_own_on_the_crop_and_its_mirror(data, teacher, tmp_path):
@@ -578,7 +534,6 @@ def _nan_weights(tmp_path):
         ("student diverges", "the training loss by step 1: NaN or infinite values"),
         ("DF outside the crop", "--df 200: DF 200 is larger than the 96×112 crop"),
         ("resolution augment outside the crop", "--resolution-augment 1-99: DF"),
-        ("negative HR weight", "--hr-weight -1.0: a loss weight is 0 or more"),
         ("distill without a teacher", "--teacher NAME is required"),
         ("validation DF of 0", "--val-df 0: DF must be at least 1"),
         ("a file in the way of --out", "is a file, not a folder"),
@@ -600,7 +555,6 @@ def test_bad_input_is_one_clear_error_before_anything_is_written(data, teacher, 
                                                  "--log-every", 1),
         "DF outside the crop": lambda: distill_args(data, teacher, out, "--df", 200),
         "resolution augment outside the crop": lambda: classify_args(data, out, "--resolution-augment", "1-99"),
-        "negative HR weight": lambda: distill_args(data, teacher, out, "--hr-weight", -1),
         "distill without a teacher": lambda: ["train", "distill", "--data", data.train_images, "--out", out],
         "validation DF of 0": lambda: classify_args(
             data, out, "--val", "lfw-view2", "--val-data", data.lfw_root, "--val-df", 0

@@ -10,7 +10,7 @@ docs/plugins.md lists every name; the built-in trainers (``lrbench_plugins.train
 
 from ..precision import autocast_for
 from .checkpoint import BEST, LAST, MODEL
-from .data import DF_SAMPLINGS, CropBatches, DFSampling, FaceFolder, scan_folder
+from .data import CropBatches, FaceFolder, scan_folder
 from .distributed import Ranks
 from .heads import HEADS, MarginHead
 from .loop import INTERRUPTED_EXIT_CODE, LoopSettings, Task, resolve_precision, train
@@ -32,8 +32,6 @@ __all__ = [
     "LAST",
     "MODEL",
     "CropBatches",
-    "DFSampling",
-    "DF_SAMPLINGS",
     "FaceFolder",
     "LoopSettings",
     "MarginHead",

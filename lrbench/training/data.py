@@ -161,52 +161,13 @@ def whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return batch
 
 
-DF_SAMPLINGS = ("uniform", "size", "curriculum")
-CURRICULUM_OPENS_BY = 0.5  # the curriculum's DF range is fully open from this fraction of the run on
-
-
-@dataclass(frozen=True)
-class DFSampling:
-    """How often each of a trainer's DFs is drawn for a sample, as training progresses.
-
-    ``uniform``: every DF equally often. ``size``: uniform over the logarithm of the probe's side, so that
-    each halving of resolution gets the same share (each DF stands for the log-sizes nearer to it than to its
-    neighbours): DF 1-13 draws DF 1 in 23 % of samples and DF 12 in 3 %, while 1,2,4,8 stays uniform.
-    ``curriculum``: from high resolution to low; at a fraction p of the run the DFs up to
-    min + (max - min) · p / 0.5 are drawn, uniformly, and all of them from halfway through.
-    """
-
-    dfs: tuple[int, ...]
-    kind: str = "uniform"
-
-    def __post_init__(self):
-        if self.kind not in DF_SAMPLINGS:
-            raise UsageError(f"--df-sampling {self.kind}: expected one of {', '.join(DF_SAMPLINGS)}")
-        object.__setattr__(self, "dfs", tuple(sorted(set(self.dfs))))
-
-    def probabilities(self, progress: float) -> np.ndarray | None:
-        """Each DF's probability at ``progress`` (0 at the start of the run, 1 at its end); None: uniform."""
-        dfs = np.array(self.dfs, dtype=float)
-        if self.kind == "uniform" or len(dfs) == 1:
-            return None
-        if self.kind == "size":
-            sizes = np.log(dfs)
-            edges = np.concatenate([[2 * sizes[0] - sizes[1]], sizes, [2 * sizes[-1] - sizes[-2]]])
-            weights = (edges[2:] - edges[:-2]) / 2
-        else:
-            reach = dfs[0] + (dfs[-1] - dfs[0]) * min(1.0, progress / CURRICULUM_OPENS_BY)
-            weights = (dfs <= reach + 1e-9).astype(float)
-        return weights / weights.sum()
-
-
 class EpochBatches:
     """This process's share of each global batch of an epoch, from the batch ``start`` on.
 
     Like torch's DistributedSampler, the epoch's order is a permutation seeded by (seed, epoch) and each
     of ``world`` processes takes a slice of every global batch; unlike it, it can start mid-epoch and
-    draws each sample's augmentation (mirror image with probability ½ if ``flip``, a DF from ``dfs`` as
-    their ``DFSampling`` says at this point of a run of ``total_steps``) from a generator seeded by
-    (seed, epoch, batch). The last incomplete batch is dropped.
+    draws each sample's augmentation (mirror image with probability ½ if ``flip``, a DF from ``dfs``)
+    from a generator seeded by (seed, epoch, batch). The last incomplete batch is dropped.
     """
 
     def __init__(
@@ -220,13 +181,10 @@ class EpochBatches:
         rank: int = 0,
         world: int = 1,
         flip: bool = False,
-        dfs: list[int] | DFSampling | None = None,
-        total_steps: int | None = None,
+        dfs: list[int] | None = None,
     ):
         self.size, self.batch_size, self.seed, self.epoch, self.start = size, batch_size, seed, epoch, start
-        self.rank, self.world, self.flip = rank, world, flip
-        self.sampling = dfs if isinstance(dfs, DFSampling) else DFSampling(tuple(dfs or [1]))
-        self.total_steps = total_steps or max(1, size // batch_size)
+        self.rank, self.world, self.flip, self.dfs = rank, world, flip, dfs or [1]
         share = batch_size // world
         self.local = slice(rank * share, (rank + 1) * share)
 
@@ -235,12 +193,10 @@ class EpochBatches:
 
     def __iter__(self) -> Iterator[list[tuple[int, bool, int]]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        per_epoch = self.size // self.batch_size
-        for b in range(self.start, per_epoch):
+        for b in range(self.start, self.size // self.batch_size):
             rng = np.random.default_rng([self.seed, self.epoch, b])
             flips = rng.random(self.batch_size) < 0.5 if self.flip else np.zeros(self.batch_size, dtype=bool)
-            progress = (self.epoch * per_epoch + b) / self.total_steps
-            dfs = rng.choice(self.sampling.dfs, self.batch_size, p=self.sampling.probabilities(progress))
+            dfs = rng.choice(self.dfs, self.batch_size)
             chosen = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield list(zip(chosen[self.local].tolist(), flips[self.local].tolist(), dfs[self.local].tolist()))
 

@@ -35,7 +35,7 @@ from ..progress import stderr_console
 from . import checkpoint as ckpt
 from . import distributed
 from .checkpoint import LOG, SUMMARY
-from .data import ALIGN_THREADS, CropBatches, DFSampling, EpochBatches, whole_batch
+from .data import ALIGN_THREADS, CropBatches, EpochBatches, whole_batch
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step")
@@ -50,7 +50,7 @@ class Task(Protocol):
     backbone_options: tuple[str, ...]  # its options as name=value
     dataset: CropBatches
     flip: bool  # mirror each sample with probability ½
-    dfs: list[int] | DFSampling  # each sample's DF is drawn from these (a list: uniformly)
+    dfs: list[int]  # each sample's DF is drawn from these
 
     def inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """The module's keyword inputs for a batch from ``dataset``, on ``device`` (called under the run's autocast)."""
@@ -309,7 +309,6 @@ class Loop:
                 world=self.ranks.world,
                 flip=self.task.flip,
                 dfs=self.task.dfs,
-                total_steps=self.total,
             )
             loader = torch.utils.data.DataLoader(
                 self.task.dataset,
