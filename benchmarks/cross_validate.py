@@ -33,6 +33,7 @@ from lrbench.errors import LrbenchError, UsageError
 from lrbench.fileio import sha256_file, write_atomic
 from lrbench.ranges import parse_ranges
 from lrbench.results import FOLDS, MANIFEST, load_run, run_dir_problem
+from lrbench.training.data import people_by_fold
 
 CONFIG = "crossval.json"
 TRAINING = "training.json"  # beside a fold's train/ folder: the lrbench command that trained it
@@ -65,17 +66,6 @@ def _ranges(numbers: list[int]) -> str:
         else:
             spans.append([number, number])
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-
-
-def _fold_count(people: Path) -> int:
-    """The number of folds of an LFW people.txt: its first line."""
-    try:
-        first = people.read_text(encoding="utf-8-sig").split(maxsplit=1)[0]
-    except (OSError, IndexError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--people {people}: cannot read a people.txt with folds ({exc})") from None
-    if not (first.isascii() and first.isdigit() and int(first) >= 2):
-        raise UsageError(f"--people {people}: not a people.txt with folds (its first line is not a fold count ≥ 2)")
-    return int(first)
 
 
 def _student(train_args: list[str]) -> tuple[str | None, list[str]]:
@@ -154,7 +144,9 @@ def _fold_summary(fold: int, train: Path, eval_dir: Path, seconds: dict) -> str:
 
 def cross_validate(args: argparse.Namespace, train_args: list[str]) -> Path | None:
     """Train and evaluate the requested folds (skipping finished ones); merge once every fold is done."""
-    n_folds = _fold_count(args.people)
+    n_folds = len(people_by_fold(args.people))
+    if n_folds < 2:
+        raise UsageError(f"--people {args.people}: {n_folds} fold; cross-validation needs 2 or more")
     every = list(range(1, n_folds + 1))
     bound = f"the {n_folds} folds of {args.people}"
     wanted = parse_ranges(args.folds, "--folds", unit="fold", low=1, high=n_folds, bound=bound,

@@ -27,7 +27,7 @@ import lrbench.training
 from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights, registry
 from lrbench.fileio import FILE_MODE, OutputLock
 from lrbench.training import LAST, MODEL, Ranks, network_input, resolve_config, scan_folder
-from lrbench.training.data import EpochBatches, degrade_each, read_people
+from lrbench.training.data import EpochBatches, degrade_each, people_by_fold, read_people
 from lrbench.training.heads import ArcFace, ASoftmax, CosFace
 from lrbench.training.loop import schedule_factor
 
@@ -167,6 +167,15 @@ def test_lfw_people_files_select_people_by_fold(data):
     everyone = read_people(data.people)
     assert len(everyone) == 30
     assert read_people(data.people, "2-10") == everyone - read_people(data.people, "1")
+    by_fold = people_by_fold(data.people)
+    assert len(by_fold) == 10 and set(by_fold[0]) == read_people(data.people, "1")
+
+
+def test_a_plain_name_list_has_no_folds(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("Ada_Lovelace\nAlan_Turing\n")
+    with pytest.raises(lrbench.DataError, match=f"{names}: a plain list of names, not a people.txt with folds"):
+        people_by_fold(names)
 
 
 def test_a_flat_folder_has_no_labels(data, tmp_path):

@@ -47,16 +47,33 @@ def read_people(path: Path, folds: str | None = None) -> set[str]:
     people.txt starts with the number of folds, then per fold a count line and that many ``name count``
     lines; ``folds`` ("2-10", 1-based) keeps only those folds' people.
     """
-    lines = [line.split() for line in read_text_lines(path, "people list") if line.strip()]
-    counts = [fields for fields in lines if len(fields) == 1 and _is_count(fields[0])]
-    entries = [fields for fields in lines if len(fields) == 2 and _is_count(fields[1])]
-    if entries and len(counts) + len(entries) == len(lines) and lines[0] in counts:
+    lines = _people_lines(path)
+    if _has_folds(lines):
         per_fold = _people_folds(path, lines)
         chosen = range(1, len(per_fold) + 1) if folds is None else _fold_numbers(folds, path, len(per_fold))
         return {name for fold in chosen for name in per_fold[fold - 1]}
     if folds is not None:
         raise UsageError(f"--people-folds {folds}: {path} is a plain list of names, not a people.txt with folds")
     return {fields[0] for fields in lines}
+
+
+def people_by_fold(path: Path) -> list[list[str]]:
+    """Each fold's names in LFW's people.txt; a plain list of names is a DataError."""
+    lines = _people_lines(path)
+    if not _has_folds(lines):
+        raise DataError(f"{path}: a plain list of names, not a people.txt with folds")
+    return _people_folds(path, lines)
+
+
+def _people_lines(path: Path) -> list[list[str]]:
+    return [line.split() for line in read_text_lines(path, "people list") if line.strip()]
+
+
+def _has_folds(lines: list[list[str]]) -> bool:
+    """A fold count first, then only count lines and ``name count`` lines: LFW's people.txt."""
+    counts = [fields for fields in lines if len(fields) == 1 and _is_count(fields[0])]
+    entries = [fields for fields in lines if len(fields) == 2 and _is_count(fields[1])]
+    return bool(entries) and len(counts) + len(entries) == len(lines) and lines[0] in counts
 
 
 def _is_count(text: str) -> bool:
