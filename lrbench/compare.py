@@ -52,16 +52,12 @@ METRICS = ("accuracy", "auc", *(f"tar_at_far_{far:g}" for far in FARS))
 _PAIR_COLUMNS = ["pair", "fold", "same", "image_a", "image_b"]
 
 
-def _reported_folds(run: RunData) -> list[int]:
-    return sorted(int(fold) for fold in run.folds["fold"].unique())
-
-
 def _facts(run: RunData) -> dict[str, object]:
     """What must agree for two runs to have scored the same pairs of the same faces the same way."""
     from .report import DATA_FACTS, manifest_fact  # the facts lrbench report checks before overlaying runs
 
     facts = {name: manifest_fact(run.manifest, keys) for name, keys in DATA_FACTS.items()}
-    return {**facts, "reported folds": _reported_folds(run)}
+    return {**facts, "reported folds": run.reported_folds}
 
 
 def check_compatible(base: RunData, other: RunData) -> None:
@@ -140,7 +136,7 @@ def compare_runs(runs: list[RunData], resamples: int = RESAMPLES, seed: int = SE
     labels = _labels(runs)
     dfs = common_dfs(runs)
     pairs = base.scores[base.scores["df"] == dfs[0]].sort_values("pair")
-    reported = np.isin(pairs["fold"], _reported_folds(base))
+    reported = np.isin(pairs["fold"], base.reported_folds)
     bootstrap = IdentityBootstrap(list(pairs["image_a"][reported]), list(pairs["image_b"][reported]), resamples, seed)
     rows = []
     for df in dfs:

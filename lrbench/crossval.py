@@ -45,26 +45,22 @@ _PAIR_COLUMNS = ["pair", "fold", "same", "image_a", "image_b"]
 _PER_RUN = ("command", "created", "weights", "timings", "batching", "allocator", "versions", "columns", "label")
 
 
-def _reported(run: RunData) -> list[int]:
-    return sorted(int(fold) for fold in run.folds["fold"].unique())
-
-
 def assign_folds(runs: Mapping[int, Path] | Iterable[Path]) -> dict[int, RunData]:
     """Each fold's run, loaded and checked to report that fold alone; a plain list of run directories is
     assigned by the fold each reports (two reporting one fold are refused)."""
     if isinstance(runs, Mapping):
         loaded = {int(fold): load_run(Path(path)) for fold, path in runs.items()}
         for fold, run in loaded.items():
-            if _reported(run) != [fold]:
+            if run.reported_folds != [fold]:
                 raise UsageError(
-                    f"{run.path}: reports fold {', '.join(map(str, _reported(run)))}, not fold {fold} it is merged "
+                    f"{run.path}: reports fold {', '.join(map(str, run.reported_folds))}, not fold {fold} it is merged "
                     f"as; evaluate it with --report-folds {fold}"
                 )
         return loaded
     loaded = {}
     for path in runs:
         run = load_run(Path(path))
-        folds = _reported(run)
+        folds = run.reported_folds
         if len(folds) != 1:
             raise UsageError(
                 f"{run.path}: reports folds {', '.join(map(str, folds))}; a held-out run reports one fold "

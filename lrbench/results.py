@@ -167,6 +167,11 @@ class RunData:
     def label(self) -> str:
         return self.manifest.get("label") or self.manifest.get("backbone", "run")
 
+    @property
+    def reported_folds(self) -> list[int]:
+        """The folds folds.csv reports (all of them, or those of ``--report-folds``)."""
+        return sorted(int(fold) for fold in self.folds["fold"].unique())
+
     @classmethod
     def from_sweep(cls, manifest, rows, fold_rows, roc_rows, scores: dict[int, np.ndarray], pairs) -> RunData:
         per_pair = pd.DataFrame(
