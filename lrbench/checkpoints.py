@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,21 +90,75 @@ def _load_checkpoint(path: Path) -> Any:
     """What ``torch.load`` finds in ``path`` (weights only); files that cannot be checkpoints are one-line errors."""
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint file")
-    check_weights_file(path, "a PyTorch checkpoint")
-    with open(path, "rb") as handle:
-        pickled = handle.read(1) == b"\x80"  # a pickle protocol header: torch.save's format before zip files
-    if not (pickled or zipfile.is_zipfile(path)):
-        raise DataError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip archive)")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged file fails anywhere inside torch's reader, with any exception type
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read checkpoint ({first_line})") from None
+    loaded = read_torch_file(path)
     if isinstance(loaded, dict) and "checksums" in loaded and "format" in loaded:
         from .training.checkpoint import verified  # an lrbench training checkpoint: refuse a damaged one
 
         loaded = verified(loaded, path)
     return loaded
+
+
+ZIP_START = b"PK\x03\x04"  # a zip archive's first local file header: torch.save's format since PyTorch 1.6
+
+
+def read_torch_file(path: Path) -> Any:
+    """What ``torch.save`` wrote to ``path``, read with ``weights_only``: tensors and plain containers, never code.
+
+    A file that is not one, is cut short or damaged, or holds Python objects that unpickling would have to
+    run is one line saying which (and never PyTorch's advice to load it with ``weights_only=False``).
+    """
+    try:
+        check_weights_file(path, "a PyTorch checkpoint")
+        with open(path, "rb") as handle:
+            head = handle.read(len(ZIP_START))
+        zipped = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    if not zipped and head == ZIP_START:
+        raise DataError(
+            f"{path}: truncated or damaged checkpoint: a zip archive (torch.save's format) without its end, "
+            "as an interrupted download or copy leaves it"
+        )
+    if not (zipped or head.startswith(b"\x80")):  # a pickle protocol header: torch.save's format before zip files
+        raise DataError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip archive)")
+    if zipped and not _holds_pickle(path):
+        raise DataError(f"{path}: a zip archive but not a PyTorch checkpoint (no data.pkl, which torch.save writes)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = _unpickler_reason(str(exc))
+        if "GLOBAL" not in reason and not reason.startswith("Can only"):  # a bad opcode: damage, not objects
+            raise DataError(f"{path}: truncated or damaged checkpoint ({_first_sentence(reason)})") from None
+        named = re.search(r"GLOBAL ([\w.]+)", reason)
+        objects = f"Python objects ({named.group(1)})" if named else "Python objects"
+        raise DataError(
+            f"{path}: holds {objects} that loading would have to run as code; lrbench loads tensors only and "
+            "will not execute them"
+        ) from None
+    except Exception as exc:  # a damaged file fails anywhere inside torch's reader, with any exception type
+        raise DataError(f"{path}: truncated or damaged checkpoint ({_first_sentence(str(exc))})") from None
+
+
+def _holds_pickle(path: Path) -> bool:
+    """Whether a zip archive has torch.save's ``<name>/data.pkl`` (an unreadable directory counts as yes: torch
+    then says what is damaged)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return True
+
+
+def _unpickler_reason(text: str) -> str:
+    """What torch's weights-only unpickler refused, without the advice around it (its middle paragraph)."""
+    paragraphs = [part.strip() for part in re.split(r"\n\s*\n", text) if part.strip()]
+    return paragraphs[1] if len(paragraphs) > 2 else text.strip()
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a message (torch's reader adds sentences of advice), or "unreadable" for none."""
+    text = text.strip()
+    return re.split(r"(?<=[a-z0-9)])\.\s|\n", text, maxsplit=1)[0] if text else "unreadable"
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -151,7 +151,7 @@ def weights_copy(tmp_path):
     "content, problem",
     [
         ("rnet", "checkpoint fits none of the layouts"),  # another network's state dict
-        (b"PK\x03\x04 not really a zip", "not a PyTorch checkpoint"),
+        (b"PK\x03\x04 not really a zip", "truncated or damaged checkpoint"),  # a zip archive's start only
         ("a text file\n", "a text file"),
     ],
 )

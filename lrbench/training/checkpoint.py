@@ -11,7 +11,6 @@ tensor and one of all the other values.
 from __future__ import annotations
 
 import hashlib
-import pickle
 import random
 import shutil
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoints import read_torch_file
 from ..errors import DataError
 from ..fileio import write_atomic
 
@@ -89,11 +89,7 @@ def checksums(state: dict) -> dict[str, str]:
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint written by ``save_checkpoint``, verified; an unreadable or damaged file is an error naming it."""
     path = Path(path)
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read checkpoint ({first_line})") from None
+    loaded = read_torch_file(path)
     if not isinstance(loaded, dict) or not isinstance(loaded.get("format"), int):
         raise DataError(f"{path}: not an lrbench training checkpoint")
     if loaded["format"] != FORMAT:
