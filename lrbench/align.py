@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -11,7 +12,7 @@ from .specs import CropTemplate
 
 # Part of the crop cache's key: bump it whenever align_face or resize_aligned gives different pixels for the
 # same image, landmarks and template, so that no cache built by the older code is served.
-ALIGN_VERSION = 1
+ALIGN_VERSION = 2  # 2: high-bit-depth images scaled to 8 bits (crops.eight_bit), not clipped
 
 # Two eyes closer than this cannot be told apart: resolving two points needs at least two samples per
 # their distance (Nyquist), so such landmarks are for another image, another scale, or a detector failure.
@@ -128,9 +129,93 @@ def align_face(image: Image.Image, landmarks: np.ndarray, template: CropTemplate
 
 
 def resize_aligned(image: Image.Image, template: CropTemplate) -> np.ndarray:
-    """For crops that are already aligned: resize to the template size only."""
+    """For crops already aligned to ``template``'s framing: a uniform resize to its size (see ``convert_aligned``)."""
     check_image_size(image.size)
     crop = image.convert("RGB")
     if crop.size != template.size:
         crop = crop.resize(template.size, Image.BICUBIC)
     return np.asarray(crop, dtype=np.uint8)
+
+
+# An aligned crop may be a uniformly scaled copy of its template (a 224×224 ArcFace crop); a larger difference
+# of aspect ratio than this means it is not in that template's framing at all.
+ASPECT_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class TemplateConversion:
+    """How crops aligned to ``source`` become crops of ``target``: the least-squares similarity between the two
+    templates' own landmark positions (rotation, uniform scale, shift: crop/pad, never a non-uniform stretch).
+
+    An image may be its template at any uniform scale (a 224×224 ArcFace crop); one of another shape is
+    refused, unless its framing is only ``assumed`` (unknown, taken to be the target's): then it is scaled
+    to cover the template and centred (crop, not stretch). ``decided`` says how ``source`` was chosen.
+    """
+
+    source: CropTemplate
+    target: CropTemplate
+    decided: str = ""
+    assumed: bool = False
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return similarity_transform(np.asarray(self.source.points), np.asarray(self.target.points))
+
+    @property
+    def scale(self) -> float:
+        """Target pixels per source-template pixel."""
+        return float(math.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+
+    @property
+    def interocular(self) -> float:
+        """The eye distance in converted crops, in their pixels: the source's, scaled. It equals the target
+        template's only as far as the two templates frame a face alike."""
+        return self.scale * self.source.interocular
+
+    def describe(self) -> dict:
+        """For the manifest: what was done to the crops, why, and what the face measures in them."""
+        same = self.source == self.target
+        return {
+            "source_template": self.source.name,
+            "target_template": self.target.name,
+            "decided": self.decided,
+            "method": "uniform resize (same framing)" if same else
+            "similarity transform between the templates' landmark positions (crop/pad, rotate, uniform scale)",
+            **({} if same else {"scale": round(self.scale, 4),
+                                "matrix": [[round(float(v), 6) for v in row] for row in self.matrix]}),
+            "interocular_px": round(self.interocular, 2),
+        }
+
+    def apply(self, image: Image.Image) -> np.ndarray:
+        """One aligned image as an H×W×3 uint8 RGB crop of the target template."""
+        check_image_size(image.size)
+        width, height = image.size
+        source_w, source_h = self.source.size
+        scale_x, scale_y = width / source_w, height / source_h
+        if abs(scale_x / scale_y - 1) <= ASPECT_TOLERANCE:
+            if self.source == self.target:
+                return resize_aligned(image, self.target)
+            if scale_x > 1:  # bring a larger copy to the template's size first, antialiased, not by the warp
+                image, scale_x, scale_y = image.convert("RGB").resize(self.source.size, Image.BICUBIC), 1.0, 1.0
+            points = np.asarray(self.source.points) * np.array([scale_x, scale_y])
+        elif self.assumed:  # the largest centred box of the template's shape, resized uniformly
+            box_w, box_h = min(width, height * source_w / source_h), min(height, width * source_h / source_w)
+            left, top = (width - box_w) / 2, (height - box_h) / 2
+            crop = image.convert("RGB").resize(self.target.size, Image.BICUBIC, box=(left, top, left + box_w,
+                                                                                     top + box_h))
+            return np.asarray(crop, dtype=np.uint8)
+        else:
+            raise AlignmentError(
+                f"the image is {width}×{height} px, not the shape of a {self.source.name} crop ({source_w}×{source_h}"
+                " at any scale): converting it would stretch the face; align it from landmarks instead"
+            )
+        return align_face(image, points, self.target)
+
+
+def convert_template(crops: np.ndarray, source: CropTemplate, target: CropTemplate) -> np.ndarray:
+    """An (N, H, W, 3) uint8 batch of crops aligned to ``source`` as crops of ``target`` (``TemplateConversion``)."""
+    conversion = TemplateConversion(source, target, decided="given")
+    out = np.empty((len(crops), target.size[1], target.size[0], 3), dtype=np.uint8)
+    for i, crop in enumerate(crops):
+        out[i] = conversion.apply(Image.fromarray(np.ascontiguousarray(crop)))
+    return out

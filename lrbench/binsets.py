@@ -303,6 +303,7 @@ def load_bin(path: Path, cache_dir: Path | None, show_progress: ProgressMode | b
         source=Path(path),
         names=[(names[2 * i], names[2 * i + 1]) for i in range(count)],
         aligned=True,
+        aligned_template=ARCFACE_112x112.name,
     )
 
 

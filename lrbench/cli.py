@@ -89,7 +89,11 @@ _backbone_on_data = stack_options(
                  help="Pairs file; default: the protocol's, in --data or its parent."),
     click.option("--landmarks", type=click.Path(path_type=Path),
                  help="5-point landmark file; default: landmarks.txt beside the pairs file."),
-    click.option("--aligned", is_flag=True, help="Images are already aligned crops: resize only, no landmarks."),
+    click.option("--aligned", is_flag=True, help="Images are already aligned crops: converted to the backbone's "
+                 "crop by a similarity between the two templates (never stretched), no landmarks."),
+    click.option("--aligned-template", metavar="TEMPLATE",
+                 help="The crop template aligned images are framed by, e.g. arcface-112x112 (implies --aligned; "
+                 "default: the protocol's, else the one template of the images' size, else the backbone's own)."),
     _detector_options(None),
     click.option("--protocol", "-p", default="lfw-view2", show_default=True,
                  help="Registered protocol, or a protocol .toml file."),
@@ -124,6 +128,7 @@ def _settings(options: dict, show_progress: ProgressMode):
 
     no_cache, cache_dir = options.pop("no_cache"), options.pop("cache_dir")
     settings = EvalSettings(**options, show_progress=show_progress)
+    settings.aligned = settings.aligned or settings.aligned_template is not None
     if no_cache:
         settings.cache_dir = None
     elif cache_dir:

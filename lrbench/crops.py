@@ -21,7 +21,7 @@ import numpy as np
 import PIL
 from PIL import Image, UnidentifiedImageError, features
 
-from .align import ALIGN_VERSION, AlignmentError, align_face, resize_aligned
+from .align import ALIGN_VERSION, AlignmentError, TemplateConversion, align_face
 from .errors import DataError, UsageError, brief_list
 from .fileio import write_atomic
 from .landmarks import Landmarks
@@ -100,11 +100,12 @@ def images_digest(root: Path, images: list[str], workers: int = 2) -> str:
 
 def cache_key(
     root: Path, images: list[str], template: CropTemplate, landmarks: Landmarks | None, workers: int = 2,
-    images_sha256: str | None = None,
+    images_sha256: str | None = None, aligned_to: CropTemplate | None = None,
 ) -> str:
     """Identity of a crop set: every image's bytes (not its size or date: an image edited in place keeps
-    them; ``images_sha256`` when already computed), the landmark values, the template, and the versions of
-    the code that decodes and aligns."""
+    them; ``images_sha256`` when already computed), the landmark values or the framing pre-aligned images
+    have (``aligned_to``, when not the template's own), the template, and the versions of the code that
+    decodes and aligns."""
     header = {
         "format": CACHE_FORMAT,
         "align": ALIGN_VERSION,
@@ -113,6 +114,8 @@ def cache_key(
         "landmarks": landmarks is not None,
         "images": images_sha256 or images_digest(root, images, workers),
     }
+    if landmarks is None and aligned_to is not None and aligned_to != template:
+        header["aligned_to"] = [aligned_to.name, aligned_to.size, aligned_to.points]
     digest = hashlib.sha256(json.dumps(header).encode())
     if landmarks is not None:
         digest.update(np.ascontiguousarray(landmarks.points, np.float64).tobytes())
@@ -141,14 +144,47 @@ def decoded_image(path: Path, limit: int) -> Iterator[Image.Image]:
             image.load()
         except DECODE_ERRORS as exc:
             raise DataError(f"{path}: cannot decode image ({exc})") from None
-        yield image
+        yield eight_bit(image, path)
 
 
-def _crop_one(path: Path, template: CropTemplate, points: np.ndarray | None, where: str, limit: int) -> np.ndarray:
-    """One crop; ``where`` is the landmark entry (``file:line``) that errors about the points name."""
+# Pillow's own conversion of a high-bit-depth mode to "L" clips every value above 255 (most of a 16-bit image).
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def eight_bit(image: Image.Image, path: Path) -> Image.Image:
+    """A high-bit-depth greyscale image scaled to 8 bits by the range of its type, so that a 16-bit copy of an
+    8-bit image (each value × 257) gives back exactly the original: 16-bit values / 257; 32-bit integers by
+    the smallest of 8, 16 or 32 bits that holds their largest value; floats as 0–1 if they lie there, else
+    0–255 if they lie there, else stretched over their own range. 16-bit RGB needs nothing: Pillow decodes it
+    to 8-bit RGB by its high bytes, which is the same scaling. Other modes are returned as they are."""
+    if image.mode not in (*_SIXTEEN_BIT, "I", "F"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode in _SIXTEEN_BIT:
+        scaled = values / 257
+    elif image.mode == "I":
+        top = float(values.max(initial=0))
+        scaled = values if top <= 255 else values / 257 if top <= 65535 else values / (2**32 - 1) * 255
+    else:
+        low, top = float(values.min(initial=0)), float(values.max(initial=0))
+        if not np.isfinite(values).all():
+            raise DataError(f"{path}: holds NaN or infinite pixel values")
+        if low >= 0 and top <= 1:
+            scaled = values * 255
+        elif low >= 0 and top <= 255:
+            scaled = values
+        else:
+            scaled = (values - low) / (top - low or 1) * 255
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _crop_one(path: Path, conversion: TemplateConversion, points: np.ndarray | None, where: str,
+              limit: int) -> np.ndarray:
+    """One crop: aligned from ``points``, or (none) converted from the framing it is aligned to already;
+    ``where`` is the landmark entry (``file:line``) that errors about the points name."""
     with decoded_image(path, limit) as image:
         try:
-            return resize_aligned(image, template) if points is None else align_face(image, points, template)
+            return conversion.apply(image) if points is None else align_face(image, points, conversion.target)
         except AlignmentError as exc:
             raise DataError(f"{where}: {path}: {exc}" if where else f"{path}: {exc}") from None
 
@@ -162,8 +198,10 @@ def load_crops(
     workers: int = 2,
     cache_dir: Path | None = None,
     show_progress: bool = True,
+    conversion: TemplateConversion | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """All crops as an (N, H, W, 3) uint8 RGB array; ``landmarks=None`` means images are pre-aligned.
+    """All crops as an (N, H, W, 3) uint8 RGB array; ``landmarks=None`` means images are pre-aligned, and
+    ``conversion`` makes them ``template`` crops (default: their framing unknown, taken to be the template's).
 
     Returns the crops and a note on the cache for the run manifest: the images' digest (``images_digest``),
     the cache key and file, whether it was a
@@ -173,7 +211,8 @@ def load_crops(
     """
     limit = max_image_pixels()
     images_sha256 = images_digest(root, images, workers)
-    key = cache_key(root, images, template, landmarks, workers, images_sha256)
+    conversion = conversion or TemplateConversion(template, template, decided="unknown", assumed=True)
+    key = cache_key(root, images, template, landmarks, workers, images_sha256, conversion.source)
     shape = (len(images), template.size[1], template.size[0], 3)
     entry = cache_dir / f"crops-{template.name}-{key}.bin" if cache_dir else None
     note = {"key": key, "images_sha256": images_sha256, "path": str(entry) if entry else None, "hit": False,
@@ -195,7 +234,7 @@ def load_crops(
 
     def work(i: int) -> None:
         points, where = (None, "") if landmarks is None else (landmarks.points[i], landmarks.where(i))
-        crops[i] = _crop_one(root / images[i], template, points, where, limit)
+        crops[i] = _crop_one(root / images[i], conversion, points, where, limit)
 
     with (
         progress_bar("decode + align", len(images), show_progress) as steps,

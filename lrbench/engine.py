@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from . import registry
+from .align import TemplateConversion
 from .allocator import tune_allocator
 from .batching import BatchSizer, memory_key, parse_batch_size
 from .binsets import bin_protocol
-from .crops import default_cache_dir, load_crops
+from .crops import decoded_image, default_cache_dir, load_crops, max_image_pixels
 from .degrade import parse_dfs, probe_size
 from .detection import detected_landmarks, load_detector, missing_landmarks_message
 from .errors import DataError, UsageError
@@ -33,7 +34,16 @@ from .precision import PRECISIONS, autocast_for, require_finite
 from .progress import ProgressMode, progress_bar
 from .ranges import parse_ranges
 from .results import RunData, definitions
-from .specs import FLIP_FUSIONS, BackboneSpec, DegradationSpec, IdentificationSet, InputSpec, PairSet, ProtocolSpec
+from .specs import (
+    FLIP_FUSIONS,
+    BackboneSpec,
+    CropTemplate,
+    DegradationSpec,
+    IdentificationSet,
+    InputSpec,
+    PairSet,
+    ProtocolSpec,
+)
 from .stats import result_intervals
 
 MODES = ("both", "probe")
@@ -55,6 +65,7 @@ class EvalSettings:
     pairs: Path | None = None
     landmarks: Path | None = None
     aligned: bool = False
+    aligned_template: str | None = None  # the framing pre-aligned images have; None: the protocol's, or inferred
     detector: str | None = None  # detect landmarks with this detector (no landmark file needed)
     detector_options: tuple[str, ...] = ()  # detector options as name=value
     detector_weights: Path | None = None
@@ -254,6 +265,12 @@ class Prepared:
     origins: dict[str, dict]  # backbone, degradation, protocol → plugin, distribution, version (or file)
     weights_file: Path | None  # the file the network's weights came from, also a default one
     landmarks_source: dict | None = None  # the landmark file and its digest, or the detector that made them
+    conversion: TemplateConversion | None = None  # pre-aligned crops: how their framing became the template's
+
+    @property
+    def interocular(self) -> float:
+        """The eye distance in the full-resolution crops, in pixels: the template's, or that of converted crops."""
+        return self.conversion.interocular if self.conversion else self.input_spec.template.interocular
 
     def manifest(self) -> dict:
         settings, pairs = self.settings, self.pairs
@@ -277,7 +294,9 @@ class Prepared:
                 "batch_size": self.extractor.batching.size or settings.batch_size,  # the number auto chose
             },
             "batching": self.extractor.batching.describe(),
-            "input": self.input_spec.describe(),
+            "input": {**self.input_spec.describe(),
+                      **({"aligned_crops": self.conversion.describe(), "interocular_px": round(self.interocular, 2)}
+                         if self.conversion else {})},
             "degradation": {
                 "name": self.degradation.name,
                 "description": self.degradation.description,
@@ -403,6 +422,26 @@ def _landmark_file(settings: EvalSettings, pairs: PairSet, device: torch.device)
     return landmarks_file, {"file": str(landmarks_file.resolve()), "sha256": sha256_file(landmarks_file)}
 
 
+def aligned_conversion(settings: EvalSettings, pairs: PairSet | IdentificationSet,
+                       template: CropTemplate) -> TemplateConversion:
+    """How pre-aligned images become ``template`` crops: from the framing ``--aligned-template`` or the protocol
+    names, else the one known template of the images' size, else (framing unknown) the template's own
+    framing scaled to cover the image, centred. Always a similarity, never a stretch."""
+    known = registry.templates()
+    name = settings.aligned_template or pairs.aligned_template
+    if name:
+        if name not in known:
+            raise UsageError(f"--aligned-template {name}: unknown crop template; known: {', '.join(sorted(known))}")
+        return TemplateConversion(known[name], template, decided="given")
+    with decoded_image(Path(pairs.root) / pairs.images[0], max_image_pixels()) as image:
+        size = image.size
+    matches = [known_template for known_template in known.values() if known_template.size == size]
+    if len(matches) == 1:
+        return TemplateConversion(matches[0], template, decided=f"inferred from the images' size {size[0]}×{size[1]}")
+    return TemplateConversion(template, template, decided="unknown framing: the backbone's own template assumed, "
+                              "scaled uniformly to cover each image, centred", assumed=True)
+
+
 def prepare(settings: EvalSettings) -> Prepared:
     """Resolve names, parse the protocol, build the network and decode/align (or load) every unique crop."""
     _check(settings)
@@ -449,6 +488,7 @@ def prepare(settings: EvalSettings) -> Prepared:
     model = build_backbone(backbone, settings.weights, options)
     loaded_from = weights_file(model, settings.weights)
     started = time.perf_counter()
+    conversion = aligned_conversion(settings, pairs, template) if landmarks is None else None
     crops, cache = load_crops(
         pairs.root,
         pairs.images,
@@ -457,6 +497,7 @@ def prepare(settings: EvalSettings) -> Prepared:
         workers=settings.workers,
         cache_dir=settings.cache_dir,
         show_progress=settings.show_progress,
+        conversion=conversion,
     )
     timings["decode_align_s"] = time.perf_counter() - started
     # a cache hit makes this the cache's read speed (data.crop_cache.hit says which)
@@ -482,25 +523,26 @@ def prepare(settings: EvalSettings) -> Prepared:
         channels_last,
     )
     return Prepared(
-        settings,
-        backbone,
-        input_spec,
-        degradation,
-        degradation_options,
-        _report_folds(settings.report_folds, pairs),
-        protocol,
-        pairs,
-        landmarks_file,
-        dfs,
-        fusion,
-        device,
-        extractor,
-        cache,
-        timings,
-        options,
-        origins,
-        loaded_from,
-        landmarks_source,
+        settings=settings,
+        backbone=backbone,
+        input_spec=input_spec,
+        degradation=degradation,
+        degradation_options=degradation_options,
+        report_folds=_report_folds(settings.report_folds, pairs),
+        protocol=protocol,
+        pairs=pairs,
+        landmarks_file=landmarks_file,
+        dfs=dfs,
+        fusion=fusion,
+        device=device,
+        extractor=extractor,
+        cache=cache,
+        timings=timings,
+        backbone_options=options,
+        origins=origins,
+        weights_file=loaded_from,
+        landmarks_source=landmarks_source,
+        conversion=conversion,
     )
 
 
@@ -545,7 +587,7 @@ def evaluate(settings: EvalSettings) -> RunData:
                 "probe_w": width,
                 "probe_h": height,
                 "probe_px": f"{width}×{height}",
-                "interocular_px": round(template.interocular * width / template.size[0], 2),
+                "interocular_px": round(prepared.interocular * width / template.size[0], 2),
                 "accuracy_mean": result.accuracy_mean,
                 "accuracy_std": result.accuracy_std,
                 "accuracy_sem": result.accuracy_sem,

@@ -57,7 +57,9 @@ class ProtocolDefinition:
 
     ``pairs_format`` "name-label" reads CALFW's and CPLFW's files instead (``parse_name_label_pairs``),
     whose lines name image files: the path pattern is then ``{name}`` by default, with no ``{number}``.
-    ``aligned`` says the images are aligned crops already, so runs need no landmarks (as with ``--aligned``).
+    ``aligned`` says the images are aligned crops already, so runs need no landmarks (as with ``--aligned``);
+    ``aligned_template`` names the framing they are aligned to (as ``--aligned-template``), so that they are
+    converted geometrically to each backbone's template.
     """
 
     name: str
@@ -71,6 +73,7 @@ class ProtocolDefinition:
     images: Mapping[str, tuple[str, ...]] | None = None
     pairs_format: str = "lfw"
     aligned: bool = False
+    aligned_template: str | None = None
     source: str = ""
 
     @classmethod
@@ -114,6 +117,7 @@ class ProtocolDefinition:
         landmarks = pairs.parent / self.landmarks_file
         pair_set.landmarks = landmarks if landmarks.is_file() else None
         pair_set.aligned = self.aligned
+        pair_set.aligned_template = self.aligned_template
         return pair_set
 
     def _check_expected(self, pair_set: PairSet) -> None:
@@ -179,6 +183,7 @@ _TOML_KEYS = {
     "images": (_image_table, 'a table of person name = non-empty list of image paths, e.g. Ann = ["Ann/1.jpg"]'),
     "pairs_format": (lambda value: value in ("lfw", "name-label"), '"lfw" or "name-label"'),
     "aligned": (lambda value: isinstance(value, bool), "true or false"),
+    "aligned_template": (_nonempty_text, "a crop template's name, e.g. \"arcface-112x112\""),
 }
 _PLACEHOLDERS = ("name", "number")
 

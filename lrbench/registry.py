@@ -97,3 +97,16 @@ def protocol(name: str):
 
 def detector(name: str):
     return get("detector", name)
+
+
+def templates() -> dict:
+    """Every crop template lrbench knows, by name: the built-in ones and those of the registered backbones
+    (their input and seed-project input), for naming and recognising the framing of pre-aligned images."""
+    from .specs import ARCFACE_112x112, SPHEREFACE_96x112
+
+    found = {template.name: template for template in (ARCFACE_112x112, SPHEREFACE_96x112)}
+    for registered in collect("backbone").values():
+        for spec in (registered.spec.input, registered.spec.seed_input):
+            if spec is not None:
+                found.setdefault(spec.template.name, spec.template)
+    return found

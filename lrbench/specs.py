@@ -203,6 +203,7 @@ class PairSet:
     names: list[tuple[str, str]] = field(default_factory=list)  # pair names as written in the file
     landmarks: Path | None = None  # the protocol's default landmark file, when one was found
     aligned: bool = False  # the images are aligned crops already (a .bin, an aligned set): run as with --aligned
+    aligned_template: str | None = None  # the crop template aligned images are framed by, when known
 
 
 @dataclass
@@ -229,6 +230,7 @@ class IdentificationSet:
     probe_groups: list[str] | None = None
     landmarks: Path | None = None  # the protocol's default landmark file, when one was found
     aligned: bool = False  # the images are aligned crops already: run as with --aligned
+    aligned_template: str | None = None  # the crop template aligned images are framed by, when known
 
 
 PROTOCOL_KINDS = ("verification", "identification")

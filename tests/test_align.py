@@ -4,8 +4,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from lrbench import ARCFACE_112x112, SPHEREFACE_96x112
-from lrbench.align import AlignmentError, align_face, check_landmarks, resize_aligned, similarity_transform
+from lrbench import ARCFACE_112x112, CropTemplate, SPHEREFACE_96x112
+from lrbench.align import (
+    AlignmentError,
+    TemplateConversion,
+    align_face,
+    check_landmarks,
+    convert_template,
+    resize_aligned,
+    similarity_transform,
+)
+
+# dlib's chip template (plugins/dlib_resnet.py): a wider framing than ArcFace's, eyes 54.5 px apart
+DLIB_LIKE = CropTemplate("dlib-like-150x150", (150, 150),
+                         ((47.9, 46.0), (102.4, 46.1), (74.7, 78.2), (50.8, 105.6), (98.8, 105.7)))
 
 
 def test_similarity_transform_recovers_a_known_transform():
@@ -102,3 +114,71 @@ def test_any_finite_points_give_a_crop_or_an_alignment_error(values, width, heig
     except AlignmentError:
         return
     assert crop.shape == (112, 96, 3) and crop.dtype == np.uint8
+
+
+# -- pre-aligned crops converted between templates ------------------------------------------------------------
+
+def _face_image(seed=0, size=250):
+    """A smooth random 'photo' and landmarks: a similarity image of the ArcFace template in it."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (size // 10, size // 10, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((size, size), Image.BICUBIC)
+    landmarks = np.array(ARCFACE_112x112.points) * 1.3 + [50.0, 40.0]
+    return image, landmarks
+
+
+def test_an_arcface_crop_becomes_the_sphereface_crop_of_the_same_face():
+    image, landmarks = _face_image()
+    arcface = align_face(image, landmarks, ARCFACE_112x112)
+    direct = align_face(image, landmarks, SPHEREFACE_96x112).astype(int)
+    converted = TemplateConversion(ARCFACE_112x112, SPHEREFACE_96x112).apply(Image.fromarray(arcface)).astype(int)
+    assert np.abs(converted - direct).max() <= 2, "the templates differ by a shift of 8 px: the same pixels"
+    squeezed = resize_aligned(Image.fromarray(arcface), SPHEREFACE_96x112).astype(int)
+    assert np.abs(squeezed - direct).mean() > 10 * np.abs(converted - direct).mean(), "the old squeeze differs"
+
+
+def test_a_conversion_is_a_similarity_and_reports_the_real_eye_distance():
+    conversion = TemplateConversion(ARCFACE_112x112, DLIB_LIKE)
+    matrix = conversion.matrix[:, :2]
+    np.testing.assert_allclose(matrix @ matrix.T, conversion.scale**2 * np.eye(2), atol=1e-9)  # no stretch
+    eyes = np.array(ARCFACE_112x112.points[:2]) @ conversion.matrix[:, :2].T + conversion.matrix[:, 2]
+    assert conversion.interocular == pytest.approx(np.linalg.norm(eyes[1] - eyes[0]))
+    assert conversion.interocular != pytest.approx(DLIB_LIKE.interocular, abs=0.5)
+    described = conversion.describe()
+    assert described["source_template"] == "arcface-112x112" and described["interocular_px"] == round(
+        conversion.interocular, 2)
+
+
+def test_a_crop_twice_the_template_size_is_converted_like_the_template_sized_one():
+    image, landmarks = _face_image(1)
+    small = align_face(image, landmarks, ARCFACE_112x112)
+    large = Image.fromarray(small).resize((224, 224), Image.BICUBIC)
+    conversion = TemplateConversion(ARCFACE_112x112, SPHEREFACE_96x112)
+    difference = conversion.apply(large).astype(int) - conversion.apply(Image.fromarray(small)).astype(int)
+    assert np.abs(difference).mean() < 3
+
+
+def test_an_image_of_another_shape_than_its_named_template_is_refused_not_stretched():
+    with pytest.raises(AlignmentError, match=r"96×112 px, not the shape of a arcface-112x112 crop"):
+        TemplateConversion(ARCFACE_112x112, SPHEREFACE_96x112).apply(Image.new("RGB", (96, 112)))
+    with pytest.raises(AlignmentError, match=r"112×112 px, not the shape of a sphereface-96x112 crop"):
+        TemplateConversion(SPHEREFACE_96x112, SPHEREFACE_96x112).apply(Image.new("RGB", (112, 112)))
+
+
+def test_unknown_framing_is_covered_and_centred_not_stretched():
+    # a 250×250 image whose framing is unknown, for a 96×112 template: a centred 214×250 box, resized uniformly
+    image = np.zeros((250, 250, 3), np.uint8)
+    image[100:150, 100:150] = 255  # a 50×50 square in the middle
+    crop = TemplateConversion(SPHEREFACE_96x112, SPHEREFACE_96x112, assumed=True).apply(Image.fromarray(image))[..., 0] > 127
+    rows, cols = np.flatnonzero(crop.any(1)), np.flatnonzero(crop.any(0))
+    assert abs(len(rows) - len(cols)) <= 1, "a square stays a square"
+    assert abs((rows[0] + rows[-1]) / 2 - 55.5) <= 1 and abs((cols[0] + cols[-1]) / 2 - 47.5) <= 1
+
+
+def test_convert_template_converts_a_batch():
+    image, landmarks = _face_image(2)
+    batch = np.stack([align_face(image, landmarks, ARCFACE_112x112)] * 2)
+    converted = convert_template(batch, ARCFACE_112x112, SPHEREFACE_96x112)
+    assert converted.shape == (2, 112, 96, 3) and converted.dtype == np.uint8
+    np.testing.assert_array_equal(converted[0], TemplateConversion(ARCFACE_112x112, SPHEREFACE_96x112).apply(
+        Image.fromarray(batch[0])))

@@ -266,3 +266,45 @@ def test_a_malformed_pixel_limit_is_a_usage_error(faces, monkeypatch):
     with pytest.raises(UsageError, match=r"^LRBENCH_MAX_IMAGE_PIXELS=lots: expected a whole number"):
         load(faces, None)
 
+
+
+# -- high-bit-depth images are scaled by their type's range, not clipped -------------------------------------
+
+def _high_bit_depth_copies(folder, grey):
+    """The same greyscale picture as 8-bit PNG and as every high-bit-depth file a user may hold."""
+    import cv2
+
+    folder.mkdir()
+    Image.fromarray(grey).save(folder / "8bit.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "16bit.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "16bit.tif")
+    cv2.imwrite(str(folder / "16bit-rgb.png"), np.repeat(grey[..., None].astype(np.uint16) * 257, 3, axis=2))
+    Image.fromarray(grey.astype(np.int32) * 257, mode="I").save(folder / "32bit-int.tif")
+    Image.fromarray(grey.astype(np.float32) / 255, mode="F").save(folder / "float-0-1.tif")
+    return ["16bit.png", "16bit.tif", "16bit-rgb.png", "32bit-int.tif", "float-0-1.tif"]
+
+
+def test_a_high_bit_depth_copy_gives_the_crops_of_its_8_bit_original(tmp_path):
+    grey = np.random.default_rng(3).integers(0, 256, (48, 40), dtype=np.uint8)
+    copies = _high_bit_depth_copies(tmp_path / "faces", grey)
+    got, _ = load_crops(tmp_path / "faces", ["8bit.png", *copies], TEMPLATE, None, workers=1, cache_dir=None,
+                        show_progress=False)
+    assert got[0].max() > 200, "the original is not dark: clipping would show"
+    for i, name in enumerate(copies, start=1):
+        np.testing.assert_array_equal(got[i], got[0], err_msg=name)
+
+
+def test_the_detector_sees_a_16_bit_image_as_its_8_bit_original(tmp_path):
+    from lrbench.detection import read_rgb
+
+    grey = np.random.default_rng(4).integers(0, 256, (48, 40), dtype=np.uint8)
+    _high_bit_depth_copies(tmp_path / "faces", grey)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "faces" / "16bit.png"), read_rgb(tmp_path / "faces" / "8bit.png"))
+
+
+def test_a_float_image_holding_nan_is_refused_naming_it(tmp_path):
+    values = np.full((48, 40), 0.5, np.float32)
+    values[3, 3] = np.nan
+    Image.fromarray(values, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(DataError, match=r"nan\.tif: holds NaN"):
+        load_crops(tmp_path, ["nan.tif"], TEMPLATE, None, workers=1, cache_dir=None, show_progress=False)
