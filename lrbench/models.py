@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import torch
 
 from .errors import LrbenchError, UsageError
 from .progress import stderr_console
-from .specs import BackboneSpec
+from .specs import BackboneSpec, _same
 
 
 def build_backbone(spec: BackboneSpec, weights: str | None, options: dict | None = None) -> torch.nn.Module:
@@ -18,6 +20,7 @@ def build_backbone(spec: BackboneSpec, weights: str | None, options: dict | None
         raise UsageError(
             f"backbone {spec.name!r} needs --weights (a checkpoint file, or 'random' for an untrained network)"
         )
+    check_network_size(spec, options)
     options = spec.effective_options(options)
     spec = spec.with_options(options)  # the input the network is checked on is the one its options choose
     try:
@@ -41,6 +44,65 @@ def build_backbone(spec: BackboneSpec, weights: str | None, options: dict | None
             "architecture and pipeline, not a face recognition model"
         )
     return model
+
+
+def check_network_size(spec: BackboneSpec, given: dict | None) -> None:
+    """Refuse options that make the network too large for this machine before it is built.
+
+    ``--option width=200`` asks for terabytes, and building it would exhaust the memory (or be killed) before
+    any error: the network is built first on PyTorch's meta device, where tensors have shapes but no memory,
+    and its parameters and buffers are counted. Only options that differ from the defaults are checked (the
+    defaults are the plugin's own choice); a build that cannot run on the meta device (one that reads files
+    or needs real values) is not estimated, and builds as before.
+    """
+    given = given or {}
+    changed = {name: given[name] for name, default in spec.options.items()
+               if name in given and not _same(given[name], default)}  # in the order the backbone declares them
+    available = _available_memory() if changed else None
+    if available is None:
+        return
+    named = " ".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in changed.items())
+    try:
+        with torch.device("meta"):
+            network = spec.build("random", **spec.effective_options(given))
+        tensors = [*network.parameters(), *network.buffers()]
+        size = sum(t.numel() * t.element_size() for t in tensors)
+    except Exception as exc:  # other failures are the real build's to report, with its own message
+        if "overflow" in str(exc).lower():  # a tensor whose size in bytes does not fit in 64 bits
+            raise UsageError(
+                f"--option {named}: backbone {spec.name!r} would have tensors too large for 64-bit sizes, beyond "
+                f"any memory (here {_gib(available)} are available)"
+            ) from None
+        return
+    if size > available:
+        count = sum(t.numel() for t in network.parameters())
+        raise UsageError(
+            f"--option {named}: backbone {spec.name!r} would have {count:.3g} parameters ({_gib(size)} of "
+            f"tensors), more than the {_gib(available)} of memory available here"
+        )
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory this process can still get: the kernel's MemAvailable, within a cgroup's limit."""
+    limits = []
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+    if not limits:
+        with contextlib.suppress(AttributeError, ValueError, OSError):  # no /proc (macOS): the physical memory
+            limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    cgroups = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # v2, then v1
+               ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+    for limit, used in cgroups:
+        with contextlib.suppress(OSError, ValueError):  # no such file, or "max": no limit
+            limits.append(int(Path(limit).read_text()) - int(Path(used).read_text()))
+    return min(limits) if limits else None
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.3g} GiB"
 
 
 def check_embedding_size(spec: BackboneSpec, model: torch.nn.Module, options: dict) -> None:

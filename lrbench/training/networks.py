@@ -11,7 +11,7 @@ from torch import nn
 
 from .. import registry
 from ..errors import LrbenchError, UsageError
-from ..models import build_backbone
+from ..models import build_backbone, check_network_size
 from ..options import parse_options
 from ..precision import autocast_for, require_finite
 from ..specs import InputSpec
@@ -29,6 +29,7 @@ def trainable_network(name: str, weights: str | None, options: Sequence[str], fl
     parsed = parse_options(spec, options, flag)
     if weights not in (None, "random"):
         return spec.with_options(parsed), build_backbone(spec, weights, parsed)
+    check_network_size(spec, parsed)
     try:
         return spec.with_options(parsed), spec.build("random", **spec.effective_options(parsed))
     except LrbenchError:
