@@ -23,6 +23,7 @@ import atexit
 import hashlib
 import io
 import pickle
+import pickletools
 import shutil
 import tempfile
 from functools import partial
@@ -35,7 +36,7 @@ from PIL import Image
 from .crops import default_cache_dir, load_crops, max_image_pixels
 from .detection import missing_landmarks_message
 from .errors import DataError, UsageError
-from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic
+from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic, writing
 from .landmarks import landmarks_for
 from .progress import ProgressMode, progress_bar, warn
 from .specs import ARCFACE_112x112, PairSet, ProtocolSpec
@@ -153,6 +154,7 @@ def read_bin(path: Path) -> tuple[list[bytes], np.ndarray, str]:
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read .bin file: {exc.strerror or exc}") from None
+    _check_claims(path, data)
     stream = io.BytesIO(data)
     try:
         loaded = _RestrictedUnpickler(stream, encoding="bytes").load()
@@ -166,6 +168,38 @@ def read_bin(path: Path) -> tuple[list[bytes], np.ndarray, str]:
         raise DataError(f"{path}: {len(data) - stream.tell():,} bytes after the end of its pickle; not a .bin file")
     images, issame = _check_content(path, loaded)
     return images, issame, hashlib.sha256(data).hexdigest()
+
+
+class _Claim(Exception):
+    """A length in the pickle larger than the whole file."""
+
+
+class _ClaimChecked(io.BytesIO):
+    """The file's bytes, refusing a read of more bytes than the file holds (before anything is allocated)."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        self.size = len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > self.size:
+            raise _Claim(size, self.tell())
+        return super().read(size)
+
+
+def _check_claims(path: Path, data: bytes) -> None:
+    """Refuse a pickle that claims an object larger than the file (the unpickler would first try to allocate
+    it: 10¹² bytes end in a bare MemoryError). Its opcodes are walked without building anything; other damage
+    is left for the unpickler to name."""
+    try:
+        for _ in pickletools.genops(_ClaimChecked(data)):
+            pass
+    except _Claim as claim:
+        size, position = claim.args
+        raise DataError(f"{path}: at byte {position:,} its pickle claims an object of {size:,} bytes, but the whole "
+                        f"file holds {len(data):,} bytes; a damaged or hostile .bin") from None
+    except Exception:  # any other damage: the unpickler reports it in read_bin's words
+        pass
 
 
 def _check_content(path: Path, loaded) -> tuple[list[bytes], np.ndarray]:
@@ -264,27 +298,31 @@ def extract(
             with built_in_place(target) as folder:
                 _unpack(path, names, images, folder, show_progress)
             return target
-        except OSError as exc:  # writing the images is a DataError: this is the cache folder itself
+        except OSError as exc:  # a cache folder that cannot take the images: a temporary one can
             warn(f"crop cache {target.parent}: cannot write there ({exc.strerror or exc}); unpacking "
                  f"{Path(path).name} into a temporary folder")
-    folder = Path(tempfile.mkdtemp(prefix="lrbench-bin-"))
+    with writing(Path(tempfile.gettempdir())):
+        folder = Path(tempfile.mkdtemp(prefix="lrbench-bin-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    _unpack(path, names, images, folder, show_progress)
+    try:
+        with writing(folder):
+            _unpack(path, names, images, folder, show_progress)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return folder
 
 
 def _unpack(path: Path, names: list[str], images: list[bytes], folder: Path, show_progress) -> None:
-    """Write each image of ``path`` into ``folder`` after checking it decodes."""
+    """Write each image of ``path`` into ``folder`` after checking it decodes; a write the system refuses is
+    the ``OSError`` it raised, for the caller to fall back on."""
     limit = max_image_pixels()
-    try:
-        with progress_bar(f"unpack {Path(path).name}", len(images), show_progress) as steps:
-            for index, (name, image) in enumerate(zip(names, images)):
-                _check_image(path, index, image, limit)
-                (folder / name).parent.mkdir(exist_ok=True)
-                (folder / name).write_bytes(image)
-                steps.advance()
-    except OSError as exc:
-        raise DataError(f"{folder}: cannot write the images of {path} ({exc.strerror or exc})") from None
+    with progress_bar(f"unpack {Path(path).name}", len(images), show_progress) as steps:
+        for index, (name, image) in enumerate(zip(names, images)):
+            _check_image(path, index, image, limit)
+            (folder / name).parent.mkdir(exist_ok=True)
+            (folder / name).write_bytes(image)
+            steps.advance()
 
 
 def load_bin(path: Path, cache_dir: Path | None, show_progress: ProgressMode | bool = "bar") -> PairSet:
@@ -364,6 +402,19 @@ def _check_folds(pairs: PairSet, protocol: str, out: Path) -> None:
              f"and lrbench take in {out} (consecutive blocks in file order) are not the protocol's")
 
 
+def _check_bin_target(out: Path, overwrite: bool) -> None:
+    """``--overwrite`` replaces a .bin verification set, never another file that happens to be there."""
+    if not out.exists():
+        return
+    try:
+        read_bin(out)
+    except DataError:
+        raise UsageError(f"--out {out}: already exists and is not a .bin verification set, so lrbench will not "
+                         "replace it; choose another file") from None
+    if not overwrite:
+        raise UsageError(f"--out {out}: already exists; choose another file or pass --overwrite")
+
+
 @click.group("bin")
 def bin_group():
     """insightface .bin verification sets."""
@@ -392,8 +443,7 @@ def make(protocol, data, pairs, landmarks, aligned, image_format, quality, out, 
     from .engine import _protocol
 
     check_writable(out, "--out", folder=False)
-    if out.exists() and not overwrite:
-        raise UsageError(f"--out {out}: already exists; choose another file or pass --overwrite")
+    _check_bin_target(out, overwrite)
     if aligned and landmarks:
         raise UsageError(f"--landmarks {landmarks}: not with --aligned (aligned crops need no landmarks)")
     spec, _ = _protocol(protocol)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ import numpy as np
 from . import registry
 from .crops import decoded_image, decoder_versions, images_digest, max_image_pixels
 from .errors import DataError, LrbenchError, UsageError, brief_list
-from .fileio import IMAGE_SUFFIXES, image_files, sha256_file, write_atomic
+from .fileio import IMAGE_SUFFIXES, image_files, read_text_lines, sha256_file, write_all_atomic, write_atomic
 from .options import parse_options
 from .plugins import plugin_origin
 from .progress import progress_bar, warn
@@ -212,6 +214,46 @@ def without_landmarks_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.noface.txt")
 
 
+# The list of images without landmarks: a header line, then ``path<TAB>reason`` per image. A path may hold
+# any character but "/" and NUL, so backslash, tab, newline and carriage return are written as escapes.
+LISTING_HEADER = ("# images without landmarks: path, tab, reason (in both, \\\\ \\t \\n \\r stand for "
+                  "a backslash, tab, newline and carriage return)")
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {code[1]: character for character, code in _ESCAPES.items()}
+
+
+def escape_field(text: str) -> str:
+    """``text`` with the characters that would break a line of the listing written as escapes."""
+    return "".join(_ESCAPES.get(character, character) for character in text)
+
+
+def unescape_field(text: str) -> str:
+    """The inverse of ``escape_field``; a backslash before any other character stands for itself."""
+    return re.sub(r"\\([\\tnr])", lambda found: _UNESCAPES[found.group(1)], text)
+
+
+def listing_text(without: dict[str, str]) -> str:
+    """The list of images without landmarks (``read_without_landmarks`` reads it back exactly)."""
+    lines = (f"{escape_field(rel)}\t{escape_field(why)}\n" for rel, why in without.items())
+    return LISTING_HEADER + "\n" + "".join(lines)
+
+
+def read_without_landmarks(path: Path) -> dict[str, str]:
+    """A list written by ``lrbench landmarks``: image → why it has no landmarks; anything else is a DataError."""
+    lines = read_text_lines(path, "list of images without landmarks")
+    if lines[0] != LISTING_HEADER:
+        raise DataError(f"{path}: not a list of images without landmarks written by lrbench landmarks")
+    without = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line and number == len(lines):
+            break
+        rel, tab, why = line.partition("\t")
+        if not tab or "\t" in why:
+            raise DataError(f"{path}:{number}: expected a path, a tab and a reason")
+        without[unescape_field(rel)] = unescape_field(why)
+    return without
+
+
 def partial_path(out: Path) -> Path:
     """The checkpoint of an unfinished ``lrbench landmarks``: a hidden sibling of ``--out``."""
     return out.with_name(f".{out.name}.partial")
@@ -239,18 +281,18 @@ def write_landmark_file(
     """
     root, out = Path(root), Path(out)
     identity = {"format": FORMAT, "data": str(root.resolve()), **detector.identity(), "pick": pick}
-    if out.exists() and not overwrite:
-        header = read_header(out)
-        same = header is not None and {key: header.get(key) for key in identity} == identity
+    header = _own_landmark_file(root, images, out)
+    if header is not None and not overwrite:
+        same = {key: header.get(key) for key in identity} == identity
         if same and header.get("images") != len(images):
             raise UsageError(f"--out {out}: holds the landmarks of {header.get('images')} images, but {root} now has "
                              f"{len(images)}; pass --overwrite to detect again")
         if same:
             return LandmarkSummary(len(images), header.get("images", 0) - header.get("without_landmarks", 0),
                                    {}, 0, already_done=True)
-        settings = " (made with other settings)" if header is not None else ""
-        raise UsageError(f"--out {out}: already exists{settings}; pass --overwrite to detect again, or choose "
-                         "another file")
+        raise UsageError(f"--out {out}: already exists (made with other settings); pass --overwrite to detect again, "
+                         "or choose another file")
+    _check_listing(out)
     checkpoint = partial_path(out)
     done = _resume(checkpoint, identity, set(images))
     resumed = len(done)
@@ -267,21 +309,19 @@ def write_landmark_file(
                     _save_checkpoint(checkpoint, identity, done)
                     since = 0
     except BaseException:
-        if since:
-            _save_checkpoint(checkpoint, identity, done)
-        if done:
-            warn(f"stopped after {len(done)} of {len(images)} images; they are kept in {checkpoint}, and the same "
-                 "command continues from there")
+        _keep_for_next_call(checkpoint, identity, done, since, len(images))
         raise
     without = {rel: result for rel, result in sorted(done.items()) if isinstance(result, str)}
     header = {**identity, "images": len(images), "without_landmarks": len(without)}
     listing = without_landmarks_path(out)
-    if without:
-        write_atomic(listing, "# images without landmarks: path, tab, reason\n"
-                     + "".join(f"{rel}\t{reason}\n" for rel, reason in without.items()))
-    else:
+    try:
+        # both or neither: a full disk leaves the previous pair as it was
+        write_all_atomic({out: landmark_text(done, header), **({listing: listing_text(without)} if without else {})})
+    except BaseException:
+        _keep_for_next_call(checkpoint, identity, done, since, len(images))
+        raise
+    if not without:
         listing.unlink(missing_ok=True)  # an earlier call's list would describe other results
-    write_atomic(out, landmark_text(done, header))
     checkpoint.unlink(missing_ok=True)
     return LandmarkSummary(len(images), len(images) - len(without), without, resumed)
 
@@ -300,6 +340,47 @@ def _resume(checkpoint: Path, identity: dict, images: set[str]) -> dict[str, np.
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         warn(f"{checkpoint}: unreadable checkpoint of an interrupted call; starting afresh")
         return {}
+
+
+def _own_landmark_file(root: Path, images: list[str], out: Path) -> dict[str, Any] | None:
+    """The header of an existing ``out`` (None if there is none); ``out`` may replace only a landmark file
+    lrbench wrote: anything else, such as one of the images under ``root``, is refused."""
+    if not out.exists():
+        return None
+    header = read_header(out)
+    if header is None:
+        scanned = Path(os.path.relpath(out.resolve(), root.resolve())).as_posix() in images
+        what = f"one of the images under {root}" if scanned else "not a landmark file lrbench wrote"
+        raise UsageError(f"--out {out}: already exists and is {what}, so lrbench will not replace it; choose "
+                         "another file")
+    return header
+
+
+def _check_listing(out: Path) -> None:
+    """The list beside ``out`` may replace (or remove) only such a list written by lrbench."""
+    listing = without_landmarks_path(out)
+    if not listing.exists():
+        return
+    try:
+        read_without_landmarks(listing)
+    except DataError:
+        raise UsageError(f"--out {out}: {listing} (where the images without landmarks go) already exists and is "
+                         "not such a list written by lrbench, so lrbench will not replace it; move it or choose "
+                         "another --out") from None
+
+
+def _keep_for_next_call(checkpoint: Path, identity: dict, done: dict[str, np.ndarray | str], unsaved: int,
+                        images: int) -> None:
+    """Save what a stopped call detected for the next one, and say so. A checkpoint that cannot be written
+    either (a full disk) stays as it was, without a word: the error that stopped the call says why."""
+    try:
+        if unsaved:
+            _save_checkpoint(checkpoint, identity, done)
+    except OSError:
+        return
+    if done:
+        warn(f"stopped after {len(done)} of {images} images; they are kept in {checkpoint}, and the same "
+             "command continues from there")
 
 
 def _save_checkpoint(checkpoint: Path, identity: dict, done: dict[str, np.ndarray | str]) -> None:

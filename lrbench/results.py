@@ -6,7 +6,6 @@ import contextlib
 import csv
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, UsageError, brief_list
-from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic
+from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, is_debris, write_atomic
 from .progress import warn
 from .stats import describe as describe_intervals
 
@@ -106,9 +105,6 @@ _MANIFEST_SHAPE = {
     "definitions?": dict,
 }
 _TYPE_NAMES = {str: "text", dict: "an object"}
-
-# Hidden leftovers of lrbench's own writers (write_atomic's temp files, make_temp_dir's folders, locks, swaps).
-_OWN_DEBRIS = re.compile(r"\..+\.(tmp|lock|tmp-\d+-.*|old-\d+)", flags=re.DOTALL)
 
 _THRESHOLD_RULES = {
     "exact": "per fold, the threshold maximising accuracy on the other folds, found exactly from the sorted "
@@ -328,9 +324,7 @@ def check_report_folder(target: Path) -> None:
 
 def is_own_file(entry: Path, names: tuple[str, ...]) -> bool:
     """A plain file named in ``names``, or a leftover of lrbench's own writers: what an output may replace."""
-    return (entry.name in names and entry.is_file() and not entry.is_symlink()) or bool(
-        _OWN_DEBRIS.fullmatch(entry.name)
-    )
+    return (entry.name in names and entry.is_file() and not entry.is_symlink()) or is_debris(entry)
 
 
 def _some(entries: list[Path]) -> str:

@@ -28,8 +28,8 @@ from .. import registry
 from ..allocator import tune_allocator
 from ..crops import default_cache_dir
 from ..degrade import parse_dfs
-from ..errors import UsageError
-from ..fileio import OutputLock, check_writable, write_atomic
+from ..errors import UsageError, brief_list
+from ..fileio import OutputLock, check_writable, is_debris, write_atomic, writing
 from ..precision import PRECISIONS, autocast_for, require_finite
 from ..progress import stderr_console
 from . import checkpoint as ckpt
@@ -420,7 +420,7 @@ class Loop:
         if "loss" in row:
             self.history.append(row)
         if self.ranks.main:
-            with open(self.out / LOG, "a") as handle:
+            with writing(self.out / LOG), open(self.out / LOG, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
             if "loss" in row and not self.settings.show_progress:
                 self._log_line(
@@ -494,6 +494,8 @@ def train(
         if ranks.main:
             check_writable(settings.out, option)  # a file in the way costs seconds, not a training run
         with _run_lock(ranks, settings.out, option, trainer):
+            if ranks.main and resume is None:
+                check_new_run_folder(Path(settings.out))
             ckpt.seed_everything(settings.seed)
             task = build_task(config, ranks)
             return Loop(task, settings, ranks, trainer, config, resume).run()
@@ -503,3 +505,41 @@ def train(
 
 def _run_lock(ranks: distributed.Ranks, out: Path, option: str, trainer: str) -> AbstractContextManager:
     return OutputLock(out, option, command=f"lrbench train {trainer}") if ranks.main else nullcontext()
+
+
+def check_new_run_folder(out: Path) -> None:
+    """A new run writes last.pt, best.pt, model.pt, log.jsonl and summary.json into ``--out``, so it starts only
+    in a new or empty folder, or one holding nothing but what lrbench left there (temporaries, a lock, the log of
+    a run killed before its first checkpoint): it never replaces anybody's files."""
+    if not out.is_dir():
+        return
+    in_the_way = [entry for entry in sorted(out.iterdir()) if not (is_debris(entry) or _is_training_log(entry))]
+    if not in_the_way:
+        return
+    names = brief_list([entry.name + ("/" if entry.is_dir() else "") for entry in in_the_way])
+    if (out / ckpt.LAST).exists():
+        raise UsageError(f"--out {out}: holds a training run ({names}); continue it with --resume {out} or choose "
+                         "another folder")
+    raise UsageError(f"--out {out}: holds {names}, which a new training run would replace or mix with, so lrbench "
+                     "will not start one there; choose a new or empty folder")
+
+
+_LOG_LINE_START = '{"step":'  # how every row of the log begins (``_record``)
+
+
+def _is_training_log(entry: Path) -> bool:
+    """A log.jsonl as ``Loop`` writes it: lines ``{"step": N, …}`` (the last may be cut short by a kill)."""
+    if entry.name != LOG or entry.is_symlink() or not entry.is_file():
+        return False
+    try:
+        *complete, last = entry.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    for line in complete:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            return False
+        if not (isinstance(row, dict) and next(iter(row), None) == "step" and isinstance(row["step"], int)):
+            return False
+    return last.startswith(_LOG_LINE_START) or _LOG_LINE_START.startswith(last)
