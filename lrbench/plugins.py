@@ -22,6 +22,8 @@ DEFAULT_PLUGINS = (
     "lrbench_plugins.sphereface",
     "lrbench_plugins.alexnet",
     "lrbench_plugins.dlib_resnet",
+    "lrbench_plugins.iresnet",
+    "lrbench_plugins.mobilefacenet",
     "lrbench_plugins.onnx_models",
     "lrbench_plugins.resize",
     "lrbench_plugins.pairs_protocols",
