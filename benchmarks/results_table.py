@@ -19,11 +19,8 @@ import os
 import re
 import sys
 import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-from sklearn.metrics import auc as curve_area
 
 try:
     import tomllib
@@ -31,12 +28,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from lrbench.compare import compare_runs
-from lrbench.errors import DataError, LrbenchError, UsageError
+from lrbench.errors import DataError, LrbenchError
 from lrbench.fileio import write_atomic
-from lrbench.metrics import VerificationResult, evaluate_verification
-from lrbench.ranges import parse_ranges
-from lrbench.results import FOLDS, MANIFEST, RESULTS, ROC, SCORES, RunData, load_run
-from lrbench.stats import fold_decisions
+from lrbench.metrics import VerificationResult
+from lrbench.results import RESULTS, RunData, load_run, reported_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "benchmarks" / "results" / "table.toml"
@@ -45,12 +40,6 @@ START = re.compile(r"<!-- results-table:start[^\n]*?-->\n")
 END = "<!-- results-table:end -->"
 WIDTH = 110  # README.md's prose lines
 SHOWN = ("accuracy", "eer", "auc")  # what a cell may show, in this order
-# scores.csv keeps 8 significant digits. Accuracies count pairs on either side of a threshold, so they must
-# agree exactly; a tie that the rounding creates between a same and a different pair moves AUC, EER and
-# TAR@FAR by about 1/(same pairs × different pairs), far below this; thresholds move by the rounding itself.
-COUNT_TOLERANCE = 1e-9
-RATE_TOLERANCE = 1e-6
-THRESHOLD_TOLERANCE = 1e-6  # relative to the threshold's size, at least 1
 
 
 @dataclass(frozen=True)
@@ -129,111 +118,12 @@ def _no_other_keys(path: Path, table: dict, known: tuple[str, ...], prefix: str)
         raise DataError(f"{path}: unknown key {prefix}{unknown[0]} (known: {', '.join(known)})")
 
 
-def reported_folds(run: RunData) -> list[int] | None:
-    """The folds the run reports (its ``--report-folds``, 1-based), or None for all of them."""
-    text = run.manifest.get("settings", {}).get("report_folds")
-    if text is None:
-        return None
-    folds = int(run.scores["fold"].max())
-    try:
-        return parse_ranges(str(text), "report_folds", unit="fold", low=1, high=folds,
-                            bound=f"the {folds} folds of its {SCORES}", example="1, 2-10 or 1,3")
-    except UsageError as exc:
-        raise DataError(f"{run.path / MANIFEST}: settings.{exc}") from None
-
-
-def recompute(run: RunData) -> dict[int, VerificationResult]:
-    """Each DF's metrics from scores.csv, with the run's threshold rule and reported folds.
-
-    A merged cross-validated run (``lrbench.crossval``) holds only each fold's held-out scores, while fold k's
-    threshold was chosen on the other folds' scores of fold k's own model, which it does not hold: there the
-    thresholds of folds.csv are taken as given and each fold's accuracy is recomputed with its threshold.
-    """
-    rule = run.manifest.get("settings", {}).get("threshold_rule", "exact")
-    folds = None if "cross_validation" in run.manifest else reported_folds(run)
-    metrics = {}
-    for df, table in run.scores.groupby("df"):
-        table = table.sort_values("pair")
-        score, same, fold = table["score"].to_numpy(), table["same"].to_numpy(), table["fold"].to_numpy()
-        try:
-            metrics[int(df)] = evaluate_verification(score, same, fold, rule=rule, report_folds=folds)
-        except ValueError as exc:
-            raise DataError(f"{run.path / SCORES}: DF {df}: cannot be scored: {exc}") from None
-        if "cross_validation" in run.manifest:
-            metrics[int(df)] = _held_out(run, int(df), metrics[int(df)], score, same.astype(bool), fold)
-    return metrics
-
-
-def _held_out(run: RunData, df: int, pooled: VerificationResult, score, same, fold) -> VerificationResult:
-    """A merged run's metrics: pooled ones from all its scores, fold accuracies from folds.csv's thresholds."""
-    table = run.folds[run.folds["df"] == df].sort_values("fold")
-    if table["fold"].tolist() != pooled.fold_ids.tolist():
-        raise DataError(f"{run.path / FOLDS}: DF {df} lists folds {table['fold'].tolist()}, but this merged "
-                        f"cross-validated run's {SCORES} holds folds {pooled.fold_ids.tolist()}")
-    right = fold_decisions(score, fold, table["fold"], table["threshold"]) == same
-    accuracy = np.array([right[fold == k].mean() for k in pooled.fold_ids])
-    return replace(pooled, fold_accuracy=accuracy, fold_threshold=table["threshold"].to_numpy(),
-                   accuracy_mean=float(accuracy.mean()), accuracy_std=float(accuracy.std(ddof=0)),
-                   accuracy_sem=float(accuracy.std(ddof=1) / np.sqrt(len(accuracy))))
-
-
-def cross_check(run: RunData, metrics: dict[int, VerificationResult]) -> None:
-    """Refuse a run whose folds.csv, results.csv or roc.csv is not what its scores.csv gives: per DF, the
-    per-fold numbers first (the root of the others), then the results row, then the curve's area."""
-    path, scores = Path(run.path), Path(run.path) / SCORES
-    stored = sorted(int(df) for df in run.results["df"])
-    if stored != sorted(metrics):
-        raise DataError(f"{path / RESULTS}: reports DFs {stored}, but {scores} has scores for DFs {sorted(metrics)}")
-    for row in run.results.to_dict("records"):
-        df = int(row["df"])
-        result = metrics[df]
-        folds = run.folds[run.folds["df"] == df].sort_values("fold")
-        if folds["fold"].tolist() != result.fold_ids.tolist():
-            raise DataError(f"{path / FOLDS}: DF {df} lists folds {folds['fold'].tolist()}, but the run reports "
-                            f"folds {result.fold_ids.tolist()} (its {MANIFEST}, settings.report_folds)")
-        for fold, accuracy, threshold, accuracy_again, threshold_again in zip(
-            folds["fold"], folds["accuracy"], folds["threshold"], result.fold_accuracy, result.fold_threshold
-        ):
-            _agree(path / FOLDS, f"DF {df} fold {fold} accuracy", accuracy, accuracy_again, COUNT_TOLERANCE, scores)
-            _agree(path / FOLDS, f"DF {df} fold {fold} threshold", threshold, threshold_again,
-                   THRESHOLD_TOLERANCE * max(1.0, abs(threshold_again)), scores)
-        expected = {
-            "accuracy_mean": (result.accuracy_mean, COUNT_TOLERANCE),
-            "accuracy_std": (result.accuracy_std, COUNT_TOLERANCE),
-            "accuracy_sem": (result.accuracy_sem, COUNT_TOLERANCE),
-            "auc": (result.auc, RATE_TOLERANCE),
-            "eer": (result.eer, RATE_TOLERANCE),
-            **{f"tar_at_far_{far:g}": (tar, RATE_TOLERANCE) for far, tar in result.tar_at_far.items()},
-        }
-        if "pairs" in row:
-            expected["pairs"] = (reported_pairs(run, df, result), 0)
-        for column, (value, tolerance) in expected.items():
-            _agree(path / RESULTS, f"DF {df} {column}", row[column], value, tolerance, scores)
-        curve = run.roc[run.roc["df"] == df].sort_values(["fpr", "tpr"])
-        if len(curve) < 2:
-            raise DataError(f"{path / ROC}: no curve for DF {df}, which {path / RESULTS} reports")
-        _agree(path / ROC, f"DF {df} area under the curve", curve_area(curve["fpr"], curve["tpr"]), result.auc,
-               RATE_TOLERANCE, scores)
-
-
-def _agree(file: Path, what: str, stored, recomputed, tolerance: float, scores: Path) -> None:
-    if not abs(float(stored) - float(recomputed)) <= tolerance:  # NaN never agrees
-        raise DataError(f"{file}: {what} is {float(stored):.10g}, but {scores} gives {float(recomputed):.10g}; "
-                        "these files are not the output of one run")
-
-
-def reported_pairs(run: RunData, df: int, result: VerificationResult) -> int:
-    scores = run.scores[run.scores["df"] == df]
-    return int(scores["fold"].isin(result.fold_ids).sum())
-
-
 def load_evidence(spec: TableSpec) -> list[Evidence]:
     """Every row's run directory, loaded and cross-checked, with the DFs the table shows."""
     evidence = []
     for row in spec.rows:
-        run = load_run(spec.run_dir(row))
-        metrics = recompute(run)
-        cross_check(run, metrics)
+        run = load_run(spec.run_dir(row))  # checked: its folds, results and ROC follow from its scores.csv
+        metrics = run.recomputed
         missing = [df for df in spec.dfs if df not in metrics]
         if missing:
             raise DataError(f"{run.path / RESULTS}: no DF {', '.join(map(str, missing))}, which {spec.path} shows")

@@ -113,6 +113,9 @@ _backbone_on_data = stack_options(
                  "batches and remembered in the cache folder per backbone, device and precision."),
     click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=int,
                  help="Threads decoding and aligning images."),
+    click.option("--seed", default=0, show_default=True, type=int,
+                 help="Seed of a random degradation: each image's randomness derives from it, the image's name and "
+                 "the DF, so scores do not depend on the batch size."),
     click.option("--cache-dir", type=click.Path(path_type=Path),
                  help="Crop cache folder (default ~/.cache/lrbench or $LRBENCH_CACHE_DIR)."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the crop cache."),

@@ -38,6 +38,7 @@ from .stats import (
     fold_decisions,
     holm,
     mcnemar_exact,
+    measurable_far,
     percentile_interval,
     resampled,
 )
@@ -49,6 +50,7 @@ FIGURE_FORMATS = ("pdf", "svg")  # written beside the PNG, for papers
 COMPARE_FILES = (COMPARE_JSON, DELTA_FIGURE, *(f"delta_accuracy.{suffix}" for suffix in FIGURE_FORMATS), COMPARE_HTML)
 FARS = (1e-3, 1e-2)
 METRICS = ("accuracy", "auc", *(f"tar_at_far_{far:g}" for far in FARS))
+_UNMEASURABLE_IF = {f"tar_at_far_{far:g}": far for far in FARS}  # metric → its FAR, unmeasurable below one pair
 _PAIR_COLUMNS = ["pair", "fold", "same", "image_a", "image_b"]
 
 
@@ -81,14 +83,33 @@ def check_compatible(base: RunData, other: RunData) -> None:
              "compare assumes these are the same images (the pairs and landmarks match)")
 
 
+# Two runs' rows at one DF are compared only if their probes are the same: the same size and, within this many
+# pixels, the same distance between the eyes (a DF means another probe for another crop template).
+_IOD_TOLERANCE_PX = 0.05
+
+
 def common_dfs(runs: list[RunData]) -> list[int]:
-    """The DFs every run reports; none in common is an error listing each run's DFs."""
+    """The DFs every run reports, each the same probe in every run; none in common, or a common DF whose
+    probes differ (backbones of different crops), is an error listing what each run has."""
     each = [sorted(int(df) for df in run.results["df"]) for run in runs]
     common = sorted(set(each[0]).intersection(*each[1:]))
     if not common:
         listing = "; ".join(f"{run.path} has {', '.join(map(str, dfs))}" for run, dfs in zip(runs, each))
         raise UsageError(f"no DF common to all runs: {listing}")
+    for df in common:
+        probes = [_probe(run, df) for run in runs]
+        if any(probe[0] != probes[0][0] or abs(probe[1] - probes[0][1]) > _IOD_TOLERANCE_PX for probe in probes):
+            listing = "; ".join(f"{run.path}: {size} px, interocular {iod:.2f} px"
+                                for run, (size, iod) in zip(runs, probes))
+            raise UsageError(f"DF {df} is not the same probe in every run ({listing}): the runs' crops differ, so "
+                             "their rows cannot be paired by DF; compare runs of one crop template")
     return common
+
+
+def _probe(run: RunData, df: int) -> tuple[str, float]:
+    """The probe of ``run`` at ``df``: its size (w×h) and interocular distance."""
+    row = run.results[run.results["df"] == df].iloc[0]
+    return str(row["probe_px"]), float(row["interocular_px"])
 
 
 def pair_scores(run: RunData, df: int) -> PairScores:
@@ -114,7 +135,8 @@ class Comparison:
     label: str
     run: str
     df: int
-    probe_px: str  # the baseline's probe size at this DF (DFs are relative to each backbone's crop)
+    probe_px: str  # the probe size at this DF, the same in both runs (``common_dfs``)
+    interocular_px: float  # the probe's interocular distance, the same in both runs
     pairs: int
     impostors: int
     accuracy_base: float
@@ -130,6 +152,8 @@ def compare_runs(runs: list[RunData], resamples: int = RESAMPLES, seed: int = SE
     """Everything ``lrbench compare`` shows, as JSON-ready data (see ``--json``)."""
     if len(runs) < 2:
         raise UsageError(f"RUNS: compare needs at least two run directories, got {len(runs)}")
+    from .results import pair_people
+
     base, others = runs[0], runs[1:]
     for other in others:
         check_compatible(base, other)
@@ -137,13 +161,14 @@ def compare_runs(runs: list[RunData], resamples: int = RESAMPLES, seed: int = SE
     dfs = common_dfs(runs)
     pairs = base.scores[base.scores["df"] == dfs[0]].sort_values("pair")
     reported = np.isin(pairs["fold"], base.reported_folds)
-    bootstrap = IdentityBootstrap(list(pairs["image_a"][reported]), list(pairs["image_b"][reported]), resamples, seed)
+    people_a, people_b = pair_people(pairs[reported])
+    bootstrap = IdentityBootstrap(people_a, people_b, resamples, seed)
     rows = []
     for df in dfs:
         models = [pair_scores(run, df) for run in runs]
         estimates = [model.metrics(np.ones(len(model.scores)), FARS) for model in models]
         samples = resampled(bootstrap, models, FARS)
-        probe_px = base.results.loc[base.results["df"] == df, "probe_px"].iloc[0]
+        probe_px, interocular_px = _probe(base, df)
         for run, model, estimate, sample in zip(others, models[1:], estimates[1:], samples[1:]):
             only_base = int((models[0].correct & ~model.correct).sum())
             only_run = int((~models[0].correct & model.correct).sum())
@@ -151,10 +176,14 @@ def compare_runs(runs: list[RunData], resamples: int = RESAMPLES, seed: int = SE
             for metric in METRICS:
                 low, high = percentile_interval(sample[metric] - samples[0][metric])
                 value = estimate[metric][0] - estimates[0][metric][0]
+                if metric in _UNMEASURABLE_IF and not measurable_far(_UNMEASURABLE_IF[metric], len(model.same)
+                                                                     - int(model.same.sum())):
+                    value = low = high = float("nan")  # a FAR below one impostor pair: no TAR, no difference
                 delta[metric] = {key: None if np.isnan(number) else float(number)  # JSON has no NaN
                                  for key, number in (("value", value), ("ci_low", low), ("ci_high", high))}
             rows.append(Comparison(
-                label=labels[str(run.path)], run=str(run.path), df=df, probe_px=str(probe_px), pairs=len(model.scores),
+                label=labels[str(run.path)], run=str(run.path), df=df, probe_px=probe_px,
+                interocular_px=interocular_px, pairs=len(model.scores),
                 impostors=int((~model.same).sum()), accuracy_base=float(estimates[0]["accuracy"][0]),
                 accuracy=float(estimate["accuracy"][0]), only_base_right=only_base, only_run_right=only_run,
                 mcnemar_p=mcnemar_exact(only_base, only_run), delta=delta,
@@ -216,13 +245,13 @@ def console_table(payload: dict) -> Table:
     table = Table(title=f"each run against the baseline {payload['baseline']['label']}, run directory "
                   f"{payload['baseline']['run']}",
                   title_justify="left", caption_justify="left")
-    for column in ("DF", "probe px", "run", "accuracy %", "Δacc points", "b / c", "McNemar p", "p Holm", "ΔAUC",
-                   "ΔTAR@FAR 1e-3", "ΔTAR@FAR 1e-2"):
+    for column in ("DF", "probe px", "IOD px", "run", "accuracy %", "Δacc points", "b / c", "McNemar p", "p Holm",
+                   "ΔAUC", "ΔTAR@FAR 1e-3", "ΔTAR@FAR 1e-2"):
         table.add_column(column, justify="left" if column == "run" else "right")
     for row in payload["comparisons"]:
         delta = row["delta"]
         table.add_row(
-            str(row["df"]), row["probe_px"], row["label"],
+            str(row["df"]), row["probe_px"], f"{row['interocular_px']:.2f}", row["label"],
             f"{100 * row['accuracy_base']:.2f} → {100 * row['accuracy']:.2f}",
             _delta_text(delta["accuracy"], 100, 2, "\n"),
             f"{row['only_base_right']} / {row['only_run_right']}",
@@ -269,10 +298,10 @@ def html_report(payload: dict, folder: Path) -> str:
     """compare.html: the figure, the table, and how every number was computed."""
     from .report import HTML_STYLE, image_tag
 
-    header = ["DF", "probe px", "run", "accuracy % (base → run)", "Δacc pts [95% CI]", "only base right",
+    header = ["DF", "probe px", "IOD px", "run", "accuracy % (base → run)", "Δacc pts [95% CI]", "only base right",
               "only run right", "McNemar p", "p Holm", "ΔAUC [95% CI]", "ΔTAR@1e-3 [95% CI]", "ΔTAR@1e-2 [95% CI]"]
     rows = [
-        [row["df"], row["probe_px"], row["label"],
+        [row["df"], row["probe_px"], f"{row['interocular_px']:.2f}", row["label"],
          f"{100 * row['accuracy_base']:.2f} → {100 * row['accuracy']:.2f}",
          _delta_text(row["delta"]["accuracy"], 100, 2),
          row["only_base_right"], row["only_run_right"], f"{row['mcnemar_p']:.3g}", f"{row['mcnemar_p_holm']:.3g}",

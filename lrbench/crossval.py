@@ -26,7 +26,7 @@ import pandas as pd
 from .errors import DataError, UsageError, brief_list
 from .metrics import VerificationResult, evaluate_verification
 from .report import FARS, data_differences, manifest_fact, render_run
-from .results import SCORES, RunData, claim_run_dir, load_run, write_run
+from .results import SCORES, RunData, claim_run_dir, load_run, pair_people, write_run
 from .stats import result_intervals
 
 KIND = "merged held-out folds"
@@ -125,7 +125,7 @@ def _results_row(template: dict, scores: pd.DataFrame, folds: pd.DataFrame) -> t
     score, same, fold = scores["score"].to_numpy(), scores["same"].to_numpy().astype(bool), scores["fold"].to_numpy()
     pooled = evaluate_verification(score, same, fold, fars=FARS)  # its threshold-free, pooled metrics only
     accuracy = folds["accuracy"].to_numpy(dtype=float)
-    intervals = result_intervals(score, same, fold, list(scores["image_a"]), list(scores["image_b"]),
+    intervals = result_intervals(score, same, fold, *pair_people(scores),
                                  folds["fold"].to_numpy(), folds["threshold"].to_numpy(), FARS)
     row = {
         **{key: template[key] for key in ("df", "probe_w", "probe_h", "probe_px", "interocular_px") if key in template},

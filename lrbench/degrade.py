@@ -1,7 +1,12 @@
-"""Resolution degradation helpers: DF parsing and the down-then-up resize that plugins build on."""
+"""Resolution degradation helpers: DF parsing, the down-then-up resize that plugins build on, and each
+image's own seed for random degradations."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,3 +49,14 @@ def resize_down_up(
     large = F.interpolate(small, size=(height, width), mode=up, align_corners=False)
     large = large.clamp(0, 255)
     return large.round() if quantize else large
+
+
+def image_seeds(names: Sequence[str], df: int, run_seed: int) -> np.ndarray:
+    """Each image's own seed for a random degradation at ``df``: a hash of the run's seed, the DF and the image's
+    name (its path in the protocol), so an image gets the same randomness whatever batch it falls in, on any
+    machine and at any batch size, and another at another DF or run seed. Non-negative int64."""
+    return np.array(
+        [int.from_bytes(hashlib.sha256(f"{run_seed}\0{df}\0{name}".encode()).digest()[:8], "little") >> 1
+         for name in names],
+        dtype=np.int64,
+    )

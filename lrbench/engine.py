@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -17,7 +19,7 @@ from .allocator import tune_allocator
 from .batching import BatchSizer, memory_key, parse_batch_size
 from .binsets import bin_protocol
 from .crops import decoded_image, default_cache_dir, load_crops, max_image_pixels
-from .degrade import parse_dfs, probe_size
+from .degrade import image_seeds, parse_dfs, probe_size
 from .detection import detected_landmarks, load_detector, missing_landmarks_message
 from .errors import DataError, UsageError
 from .fileio import sha256_file
@@ -83,6 +85,7 @@ class EvalSettings:
     batch_size: int | str = "auto"  # faces per batch, or auto: measured once and remembered (batching.py)
     label: str | None = None  # the run's name in reports; None: backbone and weights file
     workers: int = 2
+    seed: int = 0  # a random degradation's seed: each image's own randomness derives from it (degrade.image_seeds)
     cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no crop cache
     show_progress: ProgressMode | bool = "bar"  # bar, lines or off: see progress.progress_mode
 
@@ -128,7 +131,11 @@ class FeatureExtractor:
         show_progress: ProgressMode | bool = "bar",
         precision: str = "fp32",
         channels_last: bool = False,
+        names: Sequence[str] | None = None,
+        seed: int = 0,
     ):
+        """``names`` (the crops' image names) and ``seed`` give each image its own randomness where ``degrade``
+        takes ``seeds`` (a random degradation); without names such a degradation draws from torch's generator."""
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=self.memory_format).eval()
         self.crops, self.spec, self.degrade = crops, spec, degrade
@@ -140,6 +147,9 @@ class FeatureExtractor:
         self.autocast = autocast_for(device, precision)
         self._hr: torch.Tensor | None = None
         self._hr_done = np.zeros(len(crops), dtype=bool)
+        self.names, self.seed = names, seed
+        self.seeded = names is not None and "seeds" in _parameters(degrade)
+        self._seeds: dict[int, np.ndarray] = {}  # df → every image's seed
 
     def features(self, df: int, rows: np.ndarray) -> torch.Tensor:
         """Fused features at ``df`` as an (N, D) tensor whose ``rows`` are filled.
@@ -173,6 +183,16 @@ class FeatureExtractor:
         require_finite(features, f"features at DF {df}", self.precision)
         return features
 
+    def _seed_argument(self, df: int, rows: np.ndarray | None) -> dict:
+        """``{"seeds": …}`` for a random degradation: the images' own seeds at ``df`` (None without rows)."""
+        if not self.seeded:
+            return {}
+        if rows is None:
+            return {"seeds": None}
+        if df not in self._seeds:
+            self._seeds[df] = image_seeds(self.names, df, self.seed)
+        return {"seeds": torch.from_numpy(self._seeds[df][rows])}
+
     def stage_timings(self) -> dict[str, dict]:
         """Per DF: faces whose features were computed, seconds, and speed counting each face once
         (``faces_per_s``) and counting its mirror image too where that also went through the network."""
@@ -188,13 +208,16 @@ class FeatureExtractor:
         }
 
     def _embed_rows(self, df: int, rows: np.ndarray) -> torch.Tensor:
-        return self.embed(torch.from_numpy(np.ascontiguousarray(self.crops[rows])), df).cpu()
+        return self.embed(torch.from_numpy(np.ascontiguousarray(self.crops[rows])), df, rows).cpu()
 
-    def embed(self, crops: torch.Tensor, df: int) -> torch.Tensor:
-        """Fused features of an (N, H, W, 3) uint8 batch of crops degraded at ``df``."""
+    def embed(self, crops: torch.Tensor, df: int, rows: np.ndarray | None = None) -> torch.Tensor:
+        """Fused features of an (N, H, W, 3) uint8 batch of crops degraded at ``df`` (never at DF 1); ``rows``
+        (their indices into the protocol's images) give a random degradation each image's own seed."""
         # contiguous NCHW: resizing a channels-last view is about 1.8× slower on CPUs
         batch = crops.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().contiguous()
-        batch = self.spec.normalise(self.degrade(batch, df))
+        if df != 1:
+            batch = self.degrade(batch, df, **self._seed_argument(df, rows))
+        batch = self.spec.normalise(batch)
         if self.fusion != "none":
             batch = torch.cat([batch, batch.flip(3)])
         with self.autocast:
@@ -202,6 +225,14 @@ class FeatureExtractor:
         if self.fusion == "none":
             return feats
         return fuse(*feats.chunk(2), self.fusion)
+
+
+def _parameters(function) -> Mapping[str, inspect.Parameter]:
+    """The parameters of a function or of the function a ``partial`` wraps; none where it has no signature."""
+    try:
+        return inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return {}
 
 
 def _per_s(count: int, seconds: float) -> float | None:
@@ -302,6 +333,8 @@ class Prepared:
                 "description": self.degradation.description,
                 "settings": {**self.degradation.settings, **self.degradation_options},
                 "mode": settings.mode,
+                "randomness": (f"per image: seed = sha256(run seed {settings.seed}, DF, image name), the same for an "
+                               "image in any batch" if self.degradation.takes_seeds else "no per-image seeds taken"),
             },
             "data": {
                 "image_root": str(Path(pairs.root).resolve()),
@@ -516,11 +549,13 @@ def prepare(settings: EvalSettings) -> Prepared:
         input_spec,
         partial(degradation.apply, **degradation_options),
         fusion,
-        BatchSizer.choose(settings.batch_size, key, settings.cache_dir),
+        BatchSizer.choose(settings.batch_size, key, settings.cache_dir, fixed=getattr(model, "fixed_batch", None)),
         device,
         settings.show_progress,
         settings.precision,
         channels_last,
+        names=pairs.images,
+        seed=settings.seed,
     )
     return Prepared(
         settings=settings,
@@ -560,6 +595,8 @@ def evaluate(settings: EvalSettings) -> RunData:
     all_rows = np.unique(np.concatenate([first_rows, second_rows]))
     rows, fold_rows, roc_rows, scores = [], [], [], {}
     timings["features_s"] = timings["metrics_s"] = 0.0
+    people = pairs.identities or [None] * len(pairs.images)  # None: nobody named (a .bin), pairs resampled
+    people_a, people_b = [people[i] for i in pairs.first], [people[i] for i in pairs.second]
     for df in prepared.dfs:
         started = time.perf_counter()
         if settings.mode == "both":
@@ -575,8 +612,7 @@ def evaluate(settings: EvalSettings) -> RunData:
             )
         except ValueError as exc:
             raise DataError(f"{pairs.source}: cannot score this protocol: {exc}") from exc
-        first_images, second_images = [pairs.images[i] for i in pairs.first], [pairs.images[i] for i in pairs.second]
-        intervals = result_intervals(score, pairs.same, pairs.folds, first_images, second_images, result.fold_ids,
+        intervals = result_intervals(score, pairs.same, pairs.folds, people_a, people_b, result.fold_ids,
                                      result.fold_threshold, result.tar_at_far)
         timings["metrics_s"] += time.perf_counter() - started
         scores[df] = score

@@ -15,6 +15,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from .stats import measurable_far
+
 THRESHOLD_RULES = ("exact", "grid")
 
 # The seed project's candidate thresholds: cosine similarities in [-1, 1] at a step of 2e-4.
@@ -122,7 +124,7 @@ class VerificationResult:
     accuracy_sem: float  # standard error of the mean: std(ddof=1) / sqrt(n_folds); 0 for a single fold
     auc: float  # pooled
     eer: float  # pooled, interpolated on the ROC segment where FPR = 1 - TPR
-    tar_at_far: dict[float, float]  # pooled; highest TPR among ROC points with FPR <= far
+    tar_at_far: dict[float, float]  # pooled; highest TPR among ROC points with FPR <= far; NaN: not measurable
     roc_fpr: np.ndarray  # pooled ROC, sklearn roc_curve(drop_intermediate=True), for plotting
     roc_tpr: np.ndarray
     threshold_rule: str
@@ -170,7 +172,8 @@ def evaluate_verification(
     cover only those folds' pairs, while thresholds still come from all the other folds.
 
     TAR@FAR is read from the full ROC (``drop_intermediate=False``): the plotting curve drops collinear
-    points, which could lower the best TPR reachable under a FAR bound.
+    points, which could lower the best TPR reachable under a FAR bound. A FAR below one impostor pair
+    (FAR × impostor pairs < 1: 0.1 % of one LFW fold's 300) cannot be measured: its TAR is NaN.
     """
     _check_rule(rule)
     scores, same = _check_pairs(scores, same)
@@ -211,7 +214,8 @@ def evaluate_verification(
         accuracy_sem=float(fold_accuracy.std(ddof=1) / np.sqrt(len(fold_accuracy))) if len(fold_accuracy) > 1 else 0.0,
         auc=float(roc_auc_score(same, scores)),
         eer=_equal_error_rate(fpr_full, tpr_full),
-        tar_at_far={far: float(tpr_full[fpr_full <= far].max()) for far in fars},
+        tar_at_far={far: float(tpr_full[fpr_full <= far].max()) if measurable_far(far, int((~same).sum()))
+                    else float("nan") for far in fars},
         roc_fpr=roc_fpr,
         roc_tpr=roc_tpr,
         threshold_rule=rule,

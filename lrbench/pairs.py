@@ -6,7 +6,7 @@ import os
 import re
 import string
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,9 @@ _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
 _BLANKS = " \t"  # the field separators: a line of only these is blank
 # A positive whole number in ASCII digits (str.isdigit also takes '²' and '٣'), short enough for int64.
 _COUNT = re.compile(r"0*[1-9][0-9]{0,17}", re.ASCII)
+# Whose image a name-label file's line names, by default: LFW's file naming, PERSON_NUMBER.EXT
+# (CALFW's Aaron_Peirsol_0001.jpg, CPLFW's Aaron_Peirsol_1.jpg).
+LFW_FILE_NAME = r"(.+)_[0-9]+\.[^./\\]+"
 
 
 def read_definition(path: Path, keys: dict, required: tuple[str, ...]) -> dict:
@@ -74,6 +77,7 @@ class ProtocolDefinition:
     pairs_format: str = "lfw"
     aligned: bool = False
     aligned_template: str | None = None
+    identity_pattern: str = LFW_FILE_NAME
     source: str = ""
 
     @classmethod
@@ -112,7 +116,7 @@ class ProtocolDefinition:
         pairs = Path(pairs) if pairs else _find_file(data, self.pairs_file, "--pairs")
         records = parse_name_label_pairs(pairs) if self.pairs_format == "name-label" else parse_lfw_pairs(pairs)
         root = self._image_root(data, pairs, records[0])
-        pair_set = build_pair_set(root, pairs, records, self.layout)
+        pair_set = build_pair_set(root, pairs, records, self.layout, self.person_of)
         self._check_expected(pair_set)
         landmarks = pairs.parent / self.landmarks_file
         pair_set.landmarks = landmarks if landmarks.is_file() else None
@@ -128,6 +132,14 @@ class ProtocolDefinition:
                 f"{pair_set.source}: {len(pair_set.same)} pairs as in official {self.name} but "
                 f"{len(pair_set.images)} unique images instead of {want_images}; is the file modified?"
             )
+
+    def person_of(self, name: str) -> str | None:
+        """Whose image a pairs file's name is: the name itself in LFW's format (its names are people), the
+        first group of ``identity_pattern`` in a name-label file (whose names are image files)."""
+        if self.pairs_format != "name-label":
+            return name
+        match = re.fullmatch(self.identity_pattern, name)
+        return match.group(1) if match else None
 
     @property
     def layout(self) -> str | Mapping[str, Sequence[str]]:
@@ -152,6 +164,13 @@ def _text(value) -> bool:
 
 def _nonempty_text(value) -> bool:
     return isinstance(value, str) and bool(value)
+
+
+def _identity_pattern(value) -> bool:
+    try:
+        return _nonempty_text(value) and re.compile(value).groups >= 1
+    except re.error:
+        return False
 
 
 def _folder_list(value) -> bool:
@@ -184,6 +203,8 @@ _TOML_KEYS = {
     "pairs_format": (lambda value: value in ("lfw", "name-label"), '"lfw" or "name-label"'),
     "aligned": (lambda value: isinstance(value, bool), "true or false"),
     "aligned_template": (_nonempty_text, "a crop template's name, e.g. \"arcface-112x112\""),
+    "identity_pattern": (_identity_pattern, "a regular expression whose first group is the person, e.g. "
+                         "\"^(.+)_[0-9]+[.]jpg$\""),
 }
 _PLACEHOLDERS = ("name", "number")
 
@@ -357,13 +378,18 @@ def _fields(line: str) -> list[str]:
 
 
 def build_pair_set(
-    root: Path, source: Path, records: list[PairRecord], pattern: str | Mapping[str, Sequence[str]]
+    root: Path, source: Path, records: list[PairRecord], pattern: str | Mapping[str, Sequence[str]],
+    person_of: Callable[[str], str | None] | None = None,
 ) -> PairSet:
     """Map pairs to unique image paths, refusing any path that would leave the data root.
 
     ``pattern`` is a path pattern, or an images table (image ``name i`` is the i-th path of ``name``).
+    Each image's person is ``person_of(name)`` (default: the name itself, as in LFW's pairs files, whose names
+    are people); None refuses the line. An image given two people is refused.
     """
+    person_of = person_of or str
     index: dict[str, int] = {}
+    identities: list[str] = []
     first, second = [], []
     for record in records:
         ids = []
@@ -372,7 +398,16 @@ def build_pair_set(
             normal = os.path.normpath(rel)
             if os.path.isabs(normal) or normal.split(os.sep)[0] == "..":
                 raise DataError(f"{source}:{record.line}: name {name!r} would reach outside the data root: {rel}")
+            person = person_of(name)
+            if person is None:
+                raise DataError(f"{source}:{record.line}: cannot tell whose image {name!r} is: the protocol's "
+                                "identity_pattern does not match it")
             ids.append(index.setdefault(rel, len(index)))
+            if ids[-1] == len(identities):
+                identities.append(person)
+            elif identities[ids[-1]] != person:
+                raise DataError(f"{source}:{record.line}: image {rel} is {person!r} here but "
+                                f"{identities[ids[-1]]!r} on an earlier line")
         first.append(ids[0])
         second.append(ids[1])
     return PairSet(
@@ -384,6 +419,7 @@ def build_pair_set(
         folds=np.asarray([r.fold for r in records], dtype=np.int64),
         source=source,
         names=[r.names for r in records],
+        identities=identities,
     )
 
 

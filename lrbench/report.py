@@ -23,7 +23,7 @@ from rich.table import Table  # noqa: E402
 
 from .console import unclipped_table  # noqa: E402
 from .errors import UsageError  # noqa: E402
-from .fileio import dead_siblings, make_temp_dir, write_atomic  # noqa: E402
+from .fileio import dead_siblings, make_temp_dir, named_as_target, write_atomic  # noqa: E402
 from .results import (  # noqa: E402
     ACCURACY_PNG,
     FIGURE_FORMATS,
@@ -35,7 +35,7 @@ from .results import (  # noqa: E402
     ROC_PNG,
     RunData,
 )
-from .stats import MIN_IMPOSTORS_AT_FAR  # noqa: E402
+from .stats import MIN_IMPOSTORS_AT_FAR, measurable_far  # noqa: E402
 
 _MAX_ROC_CURVES = 5
 FARS = (1e-3, 1e-2)  # the operating points results.csv reports (tar_at_far_0.001, tar_at_far_0.01)
@@ -71,6 +71,19 @@ def _interval(row: dict, metric: str, scale: float = 1.0, digits: int = 4) -> st
     return f"[{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
 
 
+def _percent(rate: float) -> str:
+    """A rate as percent with two decimals; "n/a" where it was not measured (NaN: a FAR below one pair)."""
+    return "n/a" if rate != rate else f"{100 * rate:.2f}"
+
+
+def _tar_cell(row: dict, far: float) -> str:
+    """report.html's TAR@FAR cell: percent and interval, or "n/a" where the FAR is below one impostor pair."""
+    metric = f"tar_at_far_{far:g}"
+    if row[metric] != row[metric]:
+        return _percent(row[metric])
+    return f"{_percent(row[metric])} {_interval(row, metric, 100, 2) or '(no interval)'}"
+
+
 def impostor_pairs(run: RunData) -> int:
     """Impostor pairs in the reported folds: what every FAR is a fraction of (FAR × this = false accepts)."""
     scores = run.scores[run.scores["df"] == run.scores["df"].iloc[0]]
@@ -82,8 +95,11 @@ def _far_text(far: float) -> str:
 
 
 def tar_basis(run: RunData, far: float) -> str:
-    """How many impostor pairs a TAR@FAR rests on (FAR × impostors), and whether it has an interval."""
+    """How many impostor pairs a TAR@FAR rests on (FAR × impostors), and whether it has an interval or exists."""
     impostors = impostor_pairs(run)
+    if not measurable_far(far, impostors):
+        return (f"TAR at FAR {_far_text(far)}: n/a, not measured: it would rest on {far * impostors:g} of "
+                f"{impostors} impostor pairs, less than one")
     text = f"TAR at FAR {_far_text(far)} rests on {far * impostors:g} of {impostors} impostor pairs"
     if far * impostors < MIN_IMPOSTORS_AT_FAR:
         text += f" (fewer than {MIN_IMPOSTORS_AT_FAR}: no interval, read it with care)"
@@ -115,7 +131,7 @@ def console_table(run: RunData) -> Table:
         spread = "" if one_fold else f" ±{100 * row['accuracy_std']:.2f}"
         rows.append([str(row["df"]), row["probe_px"], f"{row['interocular_px']:.1f}",
                      f"{100 * row['accuracy_mean']:.2f}{spread}", f"{row['auc']:.4f}", f"{100 * row['eer']:.2f}",
-                     *(f"{100 * row[f'tar_at_far_{far:g}']:.2f}" for far in FARS)])
+                     *(_percent(row[f"tar_at_far_{far:g}"]) for far in FARS)])
         intervals = [_interval(row, "accuracy", 100, 1), "", "",  # AUC's interval: report.html, --json
                      *(_interval(row, f"tar_at_far_{far:g}", 100, 1) for far in FARS)]
         if any(intervals):
@@ -364,7 +380,8 @@ def render_into(runs: list[RunData], folder: Path, different: list[str] = ()) ->
         shutil.rmtree(leftover, ignore_errors=True)
     tmp = make_temp_dir(folder, "report")
     try:
-        render(runs, tmp, different)
+        with named_as_target(tmp, folder):  # a full disk names the report's file, not the temporary one
+            render(runs, tmp, different)
         for name in OVERLAY_FILES:
             if (tmp / name).exists():
                 os.replace(tmp / name, folder / name)
@@ -445,8 +462,7 @@ def results_html(run: RunData) -> str:
         [row["df"], row["probe_px"], f"{row['interocular_px']:.2f}", f"{100 * row['accuracy_mean']:.2f}",
          f"{100 * row['accuracy_std']:.2f}", _interval(row, "accuracy", 100, 2) or "–", f"{row['auc']:.4f}",
          _interval(row, "auc") or "–", f"{100 * row['eer']:.2f}",
-         *(f"{100 * row[f'tar_at_far_{far:g}']:.2f} {_interval(row, f'tar_at_far_{far:g}', 100, 2) or '(no interval)'}"
-           for far in FARS), row.get("pairs", "–")]
+         *(_tar_cell(row, far) for far in FARS), row.get("pairs", "–")]
         for row in run.results.to_dict("records")
     ]
     return _grid(header, rows)

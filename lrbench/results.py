@@ -8,17 +8,21 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import auc as curve_area
 
 from .errors import DataError, UsageError, brief_list
 from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, is_debris, write_atomic
+from .metrics import VerificationResult, evaluate_verification
 from .progress import warn
+from .ranges import parse_ranges
 from .stats import describe as describe_intervals
+from .stats import fold_decisions, identity_of
 
 # What a run directory holds: the data files, then the files ``report.render`` adds.
 MANIFEST = "manifest.json"
@@ -63,6 +67,7 @@ OPTIONAL_COLUMNS: dict[str, dict[str, type]] = {
         for metric in ("accuracy", "auc", "tar_at_far_0.001", "tar_at_far_0.01")
         for end in ("low", "high")
     },
+    SCORES: {"person_a": str, "person_b": str},  # empty: the protocol names nobody (a .bin)
 }
 # The data dictionary of results.csv: unit and meaning of each column. Rates are stored as fractions (0–1)
 # so that files stay exact and machine-readable; the console table and report.html show them as percent
@@ -79,8 +84,10 @@ RESULT_COLUMNS: dict[str, tuple[str, str]] = {
     "accuracy_sem": (_RATE, "standard error of the mean fold accuracy (ddof=1)"),
     "auc": (_RATE, "area under the ROC curve, all reported pairs pooled"),
     "eer": (_RATE, "equal error rate: where false accept rate = false reject rate"),
-    "tar_at_far_0.001": (_RATE, "true accept rate at false accept rate 0.001 (0.1 %)"),
-    "tar_at_far_0.01": (_RATE, "true accept rate at false accept rate 0.01 (1 %)"),
+    "tar_at_far_0.001": (_RATE, "true accept rate at false accept rate 0.001 (0.1 %); empty: fewer than 1000 "
+                         "impostor pairs, so 0.1 % of them is less than one pair and cannot be measured"),
+    "tar_at_far_0.01": (_RATE, "true accept rate at false accept rate 0.01 (1 %); empty: fewer than 100 impostor "
+                        "pairs"),
     "pairs": ("count", "pairs in the reported folds"),
     **{
         f"{metric}_ci_{end}": (_RATE, f"{end} end of the 95 % identity-bootstrap interval of {metric}; empty: none")
@@ -88,6 +95,9 @@ RESULT_COLUMNS: dict[str, tuple[str, str]] = {
         for end in ("low", "high")
     },
 }
+
+# Required columns whose cell may be empty: a TAR at a FAR below one impostor pair is not measured (NaN).
+_MAY_BE_EMPTY = {"tar_at_far_0.001", "tar_at_far_0.01"}
 
 # The columns that identify a row: a second row with the same values is damage (the report pivots on them).
 KEYS = {RESULTS: ("df",), FOLDS: ("df", "fold"), SCORES: ("df", "pair")}
@@ -158,6 +168,7 @@ class RunData:
     roc: pd.DataFrame  # df, fpr, tpr
     scores: pd.DataFrame  # one row per pair and DF
     path: Path | None = None
+    recomputed: dict | None = field(default=None, repr=False)  # per DF, the metrics load_run checked against
 
     @property
     def label(self) -> str:
@@ -177,10 +188,22 @@ class RunData:
                 "same": pairs.same.astype(int),
                 "image_a": [pairs.images[i] for i in pairs.first],
                 "image_b": [pairs.images[i] for i in pairs.second],
+                "person_a": [pairs.identities[i] for i in pairs.first] if pairs.identities else "",
+                "person_b": [pairs.identities[i] for i in pairs.second] if pairs.identities else "",
             }
         )
         score_table = pd.concat([per_pair.assign(df=df, score=values) for df, values in scores.items()])
         return cls(manifest, pd.DataFrame(rows), pd.DataFrame(fold_rows), pd.DataFrame(roc_rows), score_table)
+
+
+def pair_people(scores: pd.DataFrame) -> tuple[list[str | None], list[str | None]]:
+    """The two people of each row of a scores table, as the bootstrap resamples them: scores.csv's person_a and
+    person_b (an empty cell: unknown, the pair is its own unit); for a run written before scores.csv held
+    them, the folders its images are in, the rule its intervals were computed with."""
+    if "person_a" not in scores.columns:
+        return [identity_of(image) for image in scores["image_a"]], [identity_of(image) for image in scores["image_b"]]
+    return ([None if pd.isna(person) or person == "" else str(person) for person in scores[column]]
+            for column in ("person_a", "person_b"))
 
 
 def write_run(run: RunData, out: Path, overwrite: bool = False, render: Callable | None = None) -> Path:
@@ -342,7 +365,121 @@ def load_run(path: Path) -> RunData:
             f"{path}: an identification run, not a verification run (its pairs, folds and scores are not there)"
         )
     tables = [read_table(path / name) for name in COLUMNS]
-    return RunData(manifest, *tables, path=path)
+    run = RunData(manifest, *tables, path=path)
+    run.recomputed = recompute(run)
+    check_derived(run, run.recomputed)
+    return run
+
+
+# -- what results.csv, folds.csv and roc.csv say must follow from scores.csv ------------------------------------
+# scores.csv keeps 8 significant digits. Accuracies count pairs on either side of a threshold, so they must
+# agree exactly; a tie that the rounding creates between a same and a different pair moves AUC, EER and
+# TAR@FAR by about 1/(same pairs × different pairs), far below this; thresholds move by the rounding itself.
+COUNT_TOLERANCE = 1e-9
+RATE_TOLERANCE = 1e-6
+THRESHOLD_TOLERANCE = 1e-6  # relative to the threshold's size, at least 1
+
+
+def reported_folds(run: RunData) -> list[int] | None:
+    """The folds the run reports (its ``--report-folds``, 1-based), or None for all of them."""
+    text = run.manifest.get("settings", {}).get("report_folds")
+    if text is None:
+        return None
+    folds = int(run.scores["fold"].max())
+    try:
+        return parse_ranges(str(text), "report_folds", unit="fold", low=1, high=folds,
+                            bound=f"the {folds} folds of its {SCORES}", example="1, 2-10 or 1,3")
+    except UsageError as exc:
+        raise DataError(f"{Path(run.path) / MANIFEST}: settings.{exc}") from None
+
+
+def recompute(run: RunData) -> dict[int, VerificationResult]:
+    """Each DF's metrics from scores.csv, with the run's threshold rule and reported folds.
+
+    A merged cross-validated run (``lrbench.crossval``) holds only each fold's held-out scores, while fold k's
+    threshold was chosen on the other folds' scores of fold k's own model, which it does not hold: there the
+    thresholds of folds.csv are taken as given and each fold's accuracy is recomputed with its threshold.
+    """
+    rule = run.manifest.get("settings", {}).get("threshold_rule", "exact")
+    merged = "cross_validation" in run.manifest
+    folds = None if merged else reported_folds(run)
+    metrics = {}
+    for df, table in run.scores.groupby("df"):
+        table = table.sort_values("pair")
+        score, same, fold = table["score"].to_numpy(), table["same"].to_numpy(), table["fold"].to_numpy()
+        try:
+            metrics[int(df)] = evaluate_verification(score, same, fold, rule=rule, report_folds=folds)
+        except ValueError as exc:
+            raise DataError(f"{Path(run.path) / SCORES}: DF {df}: cannot be scored: {exc}") from None
+        if merged:
+            metrics[int(df)] = _held_out(run, int(df), metrics[int(df)], score, same.astype(bool), fold)
+    return metrics
+
+
+def _held_out(run: RunData, df: int, pooled: VerificationResult, score, same, fold) -> VerificationResult:
+    """A merged run's metrics: pooled ones from all its scores, fold accuracies from folds.csv's thresholds."""
+    table = run.folds[run.folds["df"] == df].sort_values("fold")
+    if table["fold"].tolist() != pooled.fold_ids.tolist():
+        raise DataError(f"{Path(run.path) / FOLDS}: DF {df} lists folds {table['fold'].tolist()}, but this merged "
+                        f"cross-validated run's {SCORES} holds folds {pooled.fold_ids.tolist()}")
+    right = fold_decisions(score, fold, table["fold"], table["threshold"]) == same
+    accuracy = np.array([right[fold == k].mean() for k in pooled.fold_ids])
+    return replace(pooled, fold_accuracy=accuracy, fold_threshold=table["threshold"].to_numpy(),
+                   accuracy_mean=float(accuracy.mean()), accuracy_std=float(accuracy.std(ddof=0)),
+                   accuracy_sem=float(accuracy.std(ddof=1) / np.sqrt(len(accuracy))))
+
+
+def check_derived(run: RunData, metrics: dict[int, VerificationResult]) -> None:
+    """Refuse a run whose folds.csv, results.csv or roc.csv is not what its scores.csv gives (an edited or
+    mixed-up file): per DF, the per-fold numbers first (the root of the others), then the results row, then
+    the curve's area; the error names the file, the row and both values."""
+    path, scores = Path(run.path), Path(run.path) / SCORES
+    stored = sorted(int(df) for df in run.results["df"])
+    if stored != sorted(metrics):
+        raise DataError(f"{path / RESULTS}: reports DFs {stored}, but {scores} has scores for DFs {sorted(metrics)}")
+    for row in run.results.to_dict("records"):
+        df = int(row["df"])
+        result = metrics[df]
+        folds = run.folds[run.folds["df"] == df].sort_values("fold")
+        if folds["fold"].tolist() != result.fold_ids.tolist():
+            raise DataError(f"{path / FOLDS}: DF {df} lists folds {folds['fold'].tolist()}, but the run reports "
+                            f"folds {result.fold_ids.tolist()} (its {MANIFEST}, settings.report_folds)")
+        for fold, accuracy, threshold, accuracy_again, threshold_again in zip(
+            folds["fold"], folds["accuracy"], folds["threshold"], result.fold_accuracy, result.fold_threshold
+        ):
+            _agree(path / FOLDS, f"DF {df} fold {fold} accuracy", accuracy, accuracy_again, COUNT_TOLERANCE, scores)
+            _agree(path / FOLDS, f"DF {df} fold {fold} threshold", threshold, threshold_again,
+                   THRESHOLD_TOLERANCE * max(1.0, abs(threshold_again)), scores)
+        expected = {
+            "accuracy_mean": (result.accuracy_mean, COUNT_TOLERANCE),
+            "accuracy_std": (result.accuracy_std, COUNT_TOLERANCE),
+            "accuracy_sem": (result.accuracy_sem, COUNT_TOLERANCE),
+            "auc": (result.auc, RATE_TOLERANCE),
+            "eer": (result.eer, RATE_TOLERANCE),
+            **{f"tar_at_far_{far:g}": (tar, RATE_TOLERANCE) for far, tar in result.tar_at_far.items()},
+        }
+        if "pairs" in row:
+            expected["pairs"] = (reported_pairs(run, df, result), 0)
+        for column, (value, tolerance) in expected.items():
+            _agree(path / RESULTS, f"DF {df} {column}", row[column], value, tolerance, scores)
+        curve = run.roc[run.roc["df"] == df].sort_values(["fpr", "tpr"])
+        if len(curve) < 2:
+            raise DataError(f"{path / ROC}: no curve for DF {df}, which {path / RESULTS} reports")
+        _agree(path / ROC, f"DF {df} area under the curve", curve_area(curve["fpr"], curve["tpr"]), result.auc,
+               RATE_TOLERANCE, scores)
+
+
+def reported_pairs(run: RunData, df: int, result: VerificationResult) -> int:
+    """How many of the run's pairs at ``df`` lie in the folds ``result`` reports."""
+    scores = run.scores[run.scores["df"] == df]
+    return int(scores["fold"].isin(result.fold_ids).sum())
+
+
+def _agree(file: Path, what: str, stored, recomputed, tolerance: float, scores: Path) -> None:
+    both_missing = np.isnan(float(stored)) and np.isnan(float(recomputed))  # a rate that cannot be measured
+    if not (both_missing or abs(float(stored) - float(recomputed)) <= tolerance):
+        raise DataError(f"{file}: {what} is {float(stored):.10g}, but {scores} gives {float(recomputed):.10g}; "
+                        "these files are not the output of one run")
 
 
 def read_manifest(run_dir: Path) -> dict:
@@ -408,7 +545,7 @@ def read_table(path: Path) -> pd.DataFrame:
     for column in header:
         kind = COLUMNS[path.name].get(column) or optional.get(column)
         table[column] = (
-            _typed(path, lines, table[column], kind, may_be_empty=column in optional)
+            _typed(path, lines, table[column], kind, may_be_empty=column in optional or column in _MAY_BE_EMPTY)
             if kind
             else _numeric_if_possible(table[column])
         )

@@ -176,7 +176,11 @@ class DegradationSpec(_Options):
 
     ``options`` declares the keyword options (``--degradation-option name=value``) with their defaults
     (lrbench passes all of them); ``settings`` records fixed choices (interpolation, antialiasing) for the
-    manifest.
+    manifest. A random degradation takes a keyword ``seeds``: lrbench then passes an int64 tensor holding
+    each image's own seed (``degrade.image_seeds``: its name, the DF and the run's ``--seed``), so the noise
+    an image gets does not depend on the batch it is in; ``seeds`` is None where no image has a name (a
+    training batch), and the degradation then draws from torch's generator. lrbench never calls ``apply``
+    at DF 1: the full-resolution image is never degraded.
     """
 
     name: str
@@ -187,6 +191,14 @@ class DegradationSpec(_Options):
 
     def __post_init__(self):
         self._check_options("degradation", "apply", self.apply)
+
+    @property
+    def takes_seeds(self) -> bool:
+        """Whether ``apply`` takes each image's seed (a random degradation)."""
+        try:
+            return "seeds" in inspect.signature(self.apply).parameters
+        except (TypeError, ValueError):
+            return False
 
 
 @dataclass
@@ -204,6 +216,7 @@ class PairSet:
     landmarks: Path | None = None  # the protocol's default landmark file, when one was found
     aligned: bool = False  # the images are aligned crops already (a .bin, an aligned set): run as with --aligned
     aligned_template: str | None = None  # the crop template aligned images are framed by, when known
+    identities: list[str] | None = None  # the person of each image, as the protocol says; None: unknown (.bin)
 
 
 @dataclass

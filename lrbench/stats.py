@@ -5,9 +5,11 @@ person's photos appear in many pairs, so a model that fails on a person fails on
 pairs together. Resampling *pairs* treats those failures as independent and gives intervals that are
 too narrow. Here the resampled unit is the **identity** (a person), as in a cluster bootstrap.
 
-Identity of an image: the name of the folder holding it (``Aaron_Peirsol/Aaron_Peirsol_0001.jpg`` →
-``Aaron_Peirsol``), LFW's layout and that of ``lrbench synth``; an image directly in the image root is
-its own identity.
+Identity of an image: what the protocol says (a pairs file's names, a name-label file's identity rule),
+written into scores.csv as ``person_a``/``person_b``. Where the protocol knows no people (an insightface
+``.bin``: anonymous pairs) the cells are empty and each pair is its own unit, a plain pair bootstrap. Runs
+written before scores.csv held people are read with the rule they were computed with: the name of the
+folder holding an image (``identity_of``).
 
 Cluster scheme (Owen's "pigeonhole" bootstrap for crossed data): one resample draws n identities with
 replacement from the n identities of the pairs; identity i is drawn m_i times. The resampled set holds a
@@ -40,6 +42,11 @@ _CHUNK = 200
 # threshold (far × impostors): below that the ROC's tail is a handful of pairs and a percentile bootstrap
 # of it is not trustworthy (LFW's TAR@FAR=1e-3 rests on 3 of its 3000 impostor pairs).
 MIN_IMPOSTORS_AT_FAR = 10
+
+
+def measurable_far(far: float, impostors: int) -> bool:
+    """Whether a false accept rate exists on ``impostors`` impostor pairs: it must allow at least one of them."""
+    return far * impostors >= 1
 
 
 def binomial_cdf_half(n: int, k: int) -> float:
@@ -80,9 +87,20 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 
 def identity_of(image: str) -> str:
-    """The person an image shows: its folder's name (see the module docstring)."""
+    """The person of an image in a run written before scores.csv held people: its folder's name."""
     path = PurePosixPath(image.replace("\\", "/"))
     return path.parent.name or image
+
+
+def resampling_units(people_a: Sequence[str | None], people_b: Sequence[str | None]) -> tuple[list[str], list[str]]:
+    """The people of each pair, with a pair of unknown people (None or "") made its own unit: resampled as a
+    whole, like a genuine pair of one person."""
+    units_a, units_b = [], []
+    for index, (a, b) in enumerate(zip(people_a, people_b)):
+        known = bool(a) and bool(b)
+        units_a.append(f"person:{a}" if known else f"pair:{index}")
+        units_b.append(f"person:{b}" if known else f"pair:{index}")
+    return units_a, units_b
 
 
 class IdentityBootstrap:
@@ -90,13 +108,14 @@ class IdentityBootstrap:
     so every DF (and every run in a comparison) is measured on the same resampled people."""
 
     def __init__(
-        self, images_a: Sequence[str], images_b: Sequence[str], resamples: int = RESAMPLES, seed: int = SEED
+        self, people_a: Sequence[str | None], people_b: Sequence[str | None], resamples: int = RESAMPLES,
+        seed: int = SEED,
     ):
         if resamples < 1:
             raise ValueError(f"resamples must be at least 1, got {resamples}")
-        people = [identity_of(image) for image in (*images_a, *images_b)]
-        _, codes = np.unique(np.asarray(people, dtype=object), return_inverse=True)
-        self.first, self.second = codes[: len(images_a)], codes[len(images_a) :]
+        units_a, units_b = resampling_units(people_a, people_b)
+        _, codes = np.unique(np.asarray([*units_a, *units_b], dtype=object), return_inverse=True)
+        self.first, self.second = codes[: len(units_a)], codes[len(units_a) :]
         self.identities = int(codes.max()) + 1 if len(codes) else 0
         self.resamples, self.seed = resamples, seed
 
@@ -201,8 +220,9 @@ def describe(resamples: int = RESAMPLES, seed: int = SEED, run: bool = True) -> 
     """The interval method in words, for a run manifest's definitions (``run``) and a comparison's JSON."""
     text = (
         f"{100 * CONFIDENCE:g}% percentile intervals from {resamples} identity-bootstrap resamples (seed {seed}): "
-        "people (the folder an image is in) are drawn with replacement; a genuine pair counts once per draw of "
-        "its person, an impostor pair once per combination of draws of its two people; decisions keep the "
+        "people (as the protocol names them: scores.csv's person_a/person_b) are drawn with replacement; a "
+        "genuine pair counts once per draw of its person, an impostor pair once per combination of draws of its "
+        "two people (a pair of unknown people, as in a .bin, is its own unit); decisions keep the "
         "run's per-fold thresholds; accuracy is pooled over the reported pairs"
     )
     if run:
@@ -226,8 +246,8 @@ def result_intervals(
     scores: np.ndarray,
     same: np.ndarray,
     folds: np.ndarray,
-    images_a: Sequence[str],
-    images_b: Sequence[str],
+    people_a: Sequence[str | None],
+    people_b: Sequence[str | None],
     fold_ids: np.ndarray,
     thresholds: np.ndarray,
     fars: Iterable[float],
@@ -236,5 +256,5 @@ def result_intervals(
     reported = np.isin(folds, fold_ids)
     correct = fold_decisions(scores, folds, fold_ids, thresholds) == same
     chosen = np.flatnonzero(reported)
-    bootstrap = IdentityBootstrap([images_a[i] for i in chosen], [images_b[i] for i in chosen])
+    bootstrap = IdentityBootstrap([people_a[i] for i in chosen], [people_b[i] for i in chosen])
     return run_intervals(bootstrap, PairScores(scores[chosen], same[chosen], correct[chosen]), fars)

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from lrbench import registry
+from lrbench import DegradationSpec, hookimpl, registry
 from lrbench.degrade import parse_dfs, probe_size
+from lrbench.engine import EvalSettings, evaluate
 from lrbench.errors import UsageError
 
 SEED_SIZES = [
@@ -91,3 +92,62 @@ def test_seed_matches_opencv_resize_down_and_back_at_every_df():
         apart = np.abs(got - expected)
         assert apart.max() <= 2, f"DF {df}"
         assert (apart > 1).mean() < 0.005 and apart.mean() < 0.3, f"DF {df}"
+
+
+# -- random degradations: each image its own reproducible randomness; DF 1 and the gallery never degraded ------
+
+class NoisyPlugin:
+    """``noisy``: bicubic down and up plus per-image noise from the seeds lrbench hands it; counts its calls."""
+
+    calls: list = []
+
+    @staticmethod
+    def noisy(batch, df, amount: float = 20.0, seeds=None):
+        NoisyPlugin.calls.append((df, len(batch)))
+        out = registry.degradation("bicubic").apply(batch, df)
+        noise = torch.stack([torch.randn(batch.shape[1:], generator=torch.Generator().manual_seed(int(seed)))
+                             for seed in seeds])
+        return (out + amount * noise).clamp(0, 255)
+
+    @hookimpl
+    def register_degradations(self, register):
+        register(DegradationSpec("noisy", self.noisy, "bicubic plus per-image noise", options={"amount": 20.0}))
+
+
+@pytest.fixture
+def noisy(plugin_manager):
+    plugin_manager.register_for_test(NoisyPlugin(), name="noisy-plugin")
+    NoisyPlugin.calls.clear()
+    return NoisyPlugin.calls
+
+
+def _scores(synth_data, batch_size, **settings):
+    run = evaluate(EvalSettings(backbone="lbp", data=synth_data.lfw_images, pairs=synth_data.pairs, aligned=True,
+                                degradation="noisy", batch_size=batch_size, workers=1, show_progress="off",
+                                cache_dir=None, **settings))
+    return run.scores.sort_values(["df", "pair"])["score"].to_numpy()
+
+
+def test_a_random_degradation_gives_the_same_scores_at_batch_sizes_1_5_and_32(noisy, synth_data):
+    first = _scores(synth_data, 1, dfs="4")
+    for batch_size in (5, 32):
+        np.testing.assert_array_equal(_scores(synth_data, batch_size, dfs="4"), first)
+    assert not np.array_equal(_scores(synth_data, 5, dfs="4", seed=1), first), "the run's seed matters"
+
+
+def test_df_1_and_the_gallery_never_pass_through_a_degradation(noisy, synth_data):
+    from lrbench.pairs import ProtocolDefinition
+
+    pairs = ProtocolDefinition("x", "x").load(synth_data.lfw_images, synth_data.pairs)
+    _scores(synth_data, 8, dfs="1,4", mode="probe")
+    assert {df for df, _ in noisy} == {4}
+    assert sum(count for _, count in noisy) == len(np.unique(pairs.second)), "only the probes at DF 4"
+
+
+def test_image_seeds_depend_on_name_df_and_run_seed_only():
+    from lrbench.degrade import image_seeds
+
+    seeds = image_seeds(["a/1.jpg", "b/2.jpg"], 4, 0)
+    assert seeds.dtype == np.int64 and (seeds >= 0).all() and seeds[0] != seeds[1]
+    assert image_seeds(["b/2.jpg"], 4, 0)[0] == seeds[1]
+    assert image_seeds(["a/1.jpg"], 5, 0)[0] != seeds[0] and image_seeds(["a/1.jpg"], 4, 1)[0] != seeds[0]

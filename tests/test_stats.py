@@ -48,7 +48,7 @@ def test_holm_adjusts_step_down_and_keeps_order():
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
-def test_identity_is_the_images_folder():
+def test_a_run_written_before_scores_held_people_takes_the_images_folder():
     assert identity_of("Aaron_Peirsol/Aaron_Peirsol_0001.jpg") == "Aaron_Peirsol"
     assert identity_of("set\\Bob\\b.png") == "Bob"
     assert identity_of("loose.jpg") == "loose.jpg"
@@ -71,15 +71,14 @@ def test_unit_weights_reproduce_the_runs_pooled_metrics():
 
 
 def test_pairs_are_weighted_by_the_draws_of_their_people():
-    images_a = ["a/1.jpg", "b/1.jpg", "a/2.jpg", "c/1.jpg"]
-    images_b = ["a/3.jpg", "b/2.jpg", "b/3.jpg", "c/2.jpg"]
-    bootstrap = IdentityBootstrap(images_a, images_b, resamples=500, seed=1)
+    people_a, people_b = ["a", "b", "a", "c"], ["a", "b", "b", "c"]
+    bootstrap = IdentityBootstrap(people_a, people_b, resamples=500, seed=1)
     weights = np.concatenate(list(bootstrap.weights()), axis=1).T  # resamples × pairs
     assert weights.shape == (500, 4)
     # an impostor pair (a, b) appears once per combination of the draws of a and of b
     assert (weights[:, 2] == weights[:, 0] * weights[:, 1]).all()
     assert weights[:, 0].sum() + weights[:, 1].sum() + weights[:, 3].sum() == 500 * 3  # 3 people drawn 3 times
-    again = np.concatenate(list(IdentityBootstrap(images_a, images_b, resamples=500, seed=1).weights()), axis=1).T
+    again = np.concatenate(list(IdentityBootstrap(people_a, people_b, resamples=500, seed=1).weights()), axis=1).T
     assert (weights == again).all()  # seeded: the same resamples every time
 
 
@@ -94,17 +93,16 @@ def _clustered_pairs(seed: int, people: int = 60, per_kind: int = 120, gain: flo
     same = np.arange(2 * per_kind) < per_kind
     correct_a = rng.random(2 * per_kind) < np.where(hard[first] | hard[second], 0.5, 0.95)
     correct_b = correct_a | (rng.random(2 * per_kind) < gain)
-    images_a, images_b = [f"p{i}/a.jpg" for i in first], [f"p{i}/b.jpg" for i in second]
-    return images_a, images_b, same, correct_a, correct_b
+    return [f"p{i}" for i in first], [f"p{i}" for i in second], same, correct_a, correct_b
 
 
 # genuine pairs: P(hard) = 0.3; impostor pairs: P(either hard) = 1 − 0.7² = 0.51
 _TRUE_DELTA = 0.4 * (1 - ((0.3 * 0.5 + 0.7 * 0.95) + (0.51 * 0.5 + 0.49 * 0.95)) / 2)
 
 
-def _delta_interval(images_a, images_b, same, correct_a, correct_b, seed):
+def _delta_interval(people_a, people_b, same, correct_a, correct_b, seed):
     zeros = np.zeros(len(same))
-    bootstrap = IdentityBootstrap(images_a, images_b, resamples=400, seed=seed)
+    bootstrap = IdentityBootstrap(people_a, people_b, resamples=400, seed=seed)
     a, b = resampled(bootstrap, [PairScores(zeros, same, correct_a), PairScores(zeros, same, correct_b)], ())
     return percentile_interval(b["accuracy"] - a["accuracy"])
 
@@ -129,15 +127,24 @@ def test_resampling_people_not_pairs_widens_the_interval_when_pairs_share_people
     correct = np.isin(people, [0, 3, 7])
     same = np.ones(100, dtype=bool)
     model = PairScores(np.zeros(100), same, correct)
-    by_person = [f"p{i}/a.jpg" for i in people]
-    by_pair = [f"pair{i}/a.jpg" for i in range(100)]  # every pair its own cluster: a pair bootstrap
+    by_person = [f"p{i}" for i in people]
+    by_pair = [f"pair{i}" for i in range(100)]  # every pair its own cluster: a pair bootstrap
 
-    def width(images):
-        (samples,) = resampled(IdentityBootstrap(images, images, resamples=1000, seed=0), [model], ())
+    def width(people):
+        (samples,) = resampled(IdentityBootstrap(people, people, resamples=1000, seed=0), [model], ())
         low, high = percentile_interval(samples["accuracy"])
         return high - low
 
     assert width(by_person) > 2.5 * width(by_pair)  # ≈ √10: ten independent units, not a hundred
+    unknown = [None] * 100  # a .bin: nobody is named, each pair is its own unit
+    assert width(unknown) == width(by_pair)
+
+
+def test_a_pair_of_unknown_people_is_resampled_as_a_whole():
+    weights = np.concatenate(list(IdentityBootstrap(["a", None, ""], ["b", "c", None], resamples=300).weights()),
+                             axis=1).T
+    assert set(np.unique(weights[:, 1])) <= set(range(4)) and (weights[:, 1] != weights[:, 2]).any()
+    assert not (weights[:, 1] == weights[:, 0]).all()
 
 
 def test_result_intervals_give_tar_only_with_enough_impostors_beyond_the_far():

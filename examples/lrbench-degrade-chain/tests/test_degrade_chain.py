@@ -11,12 +11,15 @@ def test_blur_preserves_flat_images_and_smooths_edges():
     assert 0 < blurred[0, 0, 5, 9] < 255 and blurred[0, 0, 5, 0] < 1
 
 
-def test_camera_keeps_shape_range_and_is_deterministic():
-    batch = torch.rand(2, 3, 112, 96) * 255
-    out = chain.camera(batch, 4, sigma=1.0, noise=3.0, jpeg=50, seed=1)
+def test_camera_keeps_shape_range_and_each_image_s_noise_follows_its_seed():
+    batch = torch.rand(3, 3, 112, 96) * 255
+    seeds = torch.tensor([5, 6, 7])
+    out = chain.camera(batch, 4, sigma=1.0, noise=3.0, jpeg=50, seeds=seeds)
     assert out.shape == batch.shape and out.min() >= 0 and out.max() <= 255
-    torch.testing.assert_close(out, chain.camera(batch, 4, sigma=1.0, noise=3.0, jpeg=50, seed=1))
-    assert not torch.equal(out, chain.camera(batch, 4, sigma=1.0, noise=3.0, jpeg=50, seed=2))
+    torch.testing.assert_close(out, chain.camera(batch, 4, sigma=1.0, noise=3.0, jpeg=50, seeds=seeds))
+    alone = chain.camera(batch[1:2], 4, sigma=1.0, noise=3.0, jpeg=50, seeds=seeds[1:2])
+    torch.testing.assert_close(alone, out[1:2]), "an image's noise does not depend on its batch"
+    assert not torch.equal(out, chain.camera(batch, 4, sigma=1.0, noise=3.0, jpeg=50, seeds=seeds + 1))
 
 
 def test_each_step_can_be_switched_off():
@@ -35,4 +38,4 @@ def test_registers_camera_with_its_options():
     registered = []
     chain.register_degradations(registered.append)
     (spec,) = registered
-    assert spec.name == "camera" and set(spec.options) == {"sigma", "noise", "jpeg", "seed"}
+    assert spec.name == "camera" and set(spec.options) == {"sigma", "noise", "jpeg"} and spec.takes_seeds
