@@ -150,6 +150,7 @@ class FeatureExtractor:
         self.names, self.seed = names, seed
         self.seeded = names is not None and "seeds" in _parameters(degrade)
         self._seeds: dict[int, np.ndarray] = {}  # df → every image's seed
+        self._norms: dict[int, tuple[float, int]] = {}  # df → sum of the network's output norms, images
 
     def features(self, df: int, rows: np.ndarray) -> torch.Tensor:
         """Fused features at ``df`` as an (N, D) tensor whose ``rows`` are filled.
@@ -182,6 +183,12 @@ class FeatureExtractor:
         features = torch.cat(chunks)
         require_finite(features, f"features at DF {df}", self.precision)
         return features
+
+    def embedding_norm(self, df: int) -> float:
+        """The mean L2 norm of the network's output (the unmirrored image's, before fusion) at ``df``:
+        insightface's XNorm, a cheap sign of a wrong input convention (it moves far from the usual value)."""
+        total, count = self._norms.get(df, (0.0, 0))
+        return total / count if count else float("nan")
 
     def _seed_argument(self, df: int, rows: np.ndarray | None) -> dict:
         """``{"seeds": …}`` for a random degradation: the images' own seeds at ``df`` (None without rows)."""
@@ -222,6 +229,8 @@ class FeatureExtractor:
             batch = torch.cat([batch, batch.flip(3)])
         with self.autocast:
             feats = self.model(batch.contiguous(memory_format=self.memory_format)).float()
+        total, count = self._norms.get(df, (0.0, 0))
+        self._norms[df] = (total + float(feats[: len(crops)].norm(dim=1).sum()), count + len(crops))
         if self.fusion == "none":
             return feats
         return fuse(*feats.chunk(2), self.fusion)
@@ -632,6 +641,7 @@ def evaluate(settings: EvalSettings) -> RunData:
                 **{f"tar_at_far_{far:g}": tar for far, tar in result.tar_at_far.items()},
                 "pairs": int(np.isin(pairs.folds, result.fold_ids).sum()),
                 **intervals,
+                "embedding_norm": round(extractor.embedding_norm(df), 4),
             }
         )
         for fold, acc, threshold in zip(result.fold_ids, result.fold_accuracy, result.fold_threshold):

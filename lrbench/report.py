@@ -76,6 +76,11 @@ def _percent(rate: float) -> str:
     return "n/a" if rate != rate else f"{100 * rate:.2f}"
 
 
+def _optional(value: float | None) -> str:
+    """A number of a column that runs written before it lack (absent or NaN: "–")."""
+    return "–" if value is None or value != value else f"{value:.2f}"
+
+
 def _tar_cell(row: dict, far: float) -> str:
     """report.html's TAR@FAR cell: percent and interval, or "n/a" where the FAR is below one impostor pair."""
     metric = f"tar_at_far_{far:g}"
@@ -124,20 +129,23 @@ def console_table(run: RunData) -> Table:
     cell kept whole at any terminal width (``console.unclipped_table``): percent except AUC, as in report.html."""
     settings = run.manifest.get("settings", {})
     one_fold = run.folds["fold"].nunique() == 1
+    norms = "embedding_norm" in run.results  # runs written before it lack the column
     headers = ["DF", "probe px", "IOD px", "accuracy %", "AUC", "EER %",
-               *(f"TAR % @{_far_text(far).replace(' ', '')}" for far in FARS)]
+               *(f"TAR % @{_far_text(far).replace(' ', '')}" for far in FARS), *(["norm"] if norms else [])]
     rows = []
     for row in run.results.to_dict("records"):
         spread = "" if one_fold else f" ±{100 * row['accuracy_std']:.2f}"
         rows.append([str(row["df"]), row["probe_px"], f"{row['interocular_px']:.1f}",
                      f"{100 * row['accuracy_mean']:.2f}{spread}", f"{row['auc']:.4f}", f"{100 * row['eer']:.2f}",
-                     *(_percent(row[f"tar_at_far_{far:g}"]) for far in FARS)])
+                     *(_percent(row[f"tar_at_far_{far:g}"]) for far in FARS),
+                     *([f"{row['embedding_norm']:.2f}"] if norms else [])])
         intervals = [_interval(row, "accuracy", 100, 1), "", "",  # AUC's interval: report.html, --json
-                     *(_interval(row, f"tar_at_far_{far:g}", 100, 1) for far in FARS)]
+                     *(_interval(row, f"tar_at_far_{far:g}", 100, 1) for far in FARS), *([""] if norms else [])]
         if any(intervals):
             rows.append(["", "", "", *intervals])
     caption = [f"accuracy: mean{'' if one_fold else ' ± std over folds (points)'}; IOD: interocular distance; "
-               "TAR % @x%: true accept rate at false accept rate x"]
+               "TAR % @x%: true accept rate at false accept rate x"
+               + ("; norm: mean embedding norm (XNorm), a check of the input convention" if norms else "")]
     if "accuracy_ci_low" in run.results:
         caption.append("in brackets: 95% identity-bootstrap interval, percent (see definitions.intervals)")
     caption += [tar_basis(run, far) for far in FARS]
@@ -457,12 +465,13 @@ def results_html(run: RunData) -> str:
     header = ["DF", "probe px", "interocular px", "accuracy %", "± std (points)", "accuracy 95 % CI %", "AUC (0–1)",
               "AUC 95 % CI", "EER %",
               *(f"TAR % at FAR {_far_text(far)} [95 % CI] (rests on {far * impostors:g} of {impostors} impostor pairs)"
-                for far in FARS), "pairs"]
+                for far in FARS), "pairs", "embedding norm (XNorm)"]
     rows = [
         [row["df"], row["probe_px"], f"{row['interocular_px']:.2f}", f"{100 * row['accuracy_mean']:.2f}",
          f"{100 * row['accuracy_std']:.2f}", _interval(row, "accuracy", 100, 2) or "–", f"{row['auc']:.4f}",
          _interval(row, "auc") or "–", f"{100 * row['eer']:.2f}",
-         *(_tar_cell(row, far) for far in FARS), row.get("pairs", "–")]
+         *(_tar_cell(row, far) for far in FARS), row.get("pairs", "–"),
+         _optional(row.get("embedding_norm"))]
         for row in run.results.to_dict("records")
     ]
     return _grid(header, rows)

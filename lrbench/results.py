@@ -89,6 +89,9 @@ RESULT_COLUMNS: dict[str, tuple[str, str]] = {
     "tar_at_far_0.01": (_RATE, "true accept rate at false accept rate 0.01 (1 %); empty: fewer than 100 impostor "
                         "pairs"),
     "pairs": ("count", "pairs in the reported folds"),
+    "embedding_norm": ("L2 norm", "mean norm of the network's output for the images computed at this DF (the "
+                       "probes; both sides with --mode both), before fusion: insightface's XNorm, a check of the "
+                       "input convention"),
     **{
         f"{metric}_ci_{end}": (_RATE, f"{end} end of the 95 % identity-bootstrap interval of {metric}; empty: none")
         for metric in ("accuracy", "auc", "tar_at_far_0.001", "tar_at_far_0.01")

@@ -73,3 +73,31 @@ def test_a_tar_below_one_impostor_pair_is_not_measured_anywhere(run_dir):
     text = console.export_text()
     assert "n/a" in text and "not measured: it would rest on 0.4 of 40 impostor pairs, less than one" in " ".join(
         text.split())
+
+
+def test_the_mean_embedding_norm_per_df_is_recorded_and_shown(run_dir):
+    run = load_run(run_dir)
+    norms = run.results.set_index("df")["embedding_norm"]
+    assert (norms > 0).all() and list(norms.index) == [1, 4]
+    assert "embedding_norm" in run.manifest["columns"][RESULTS]
+
+
+def test_the_embedding_norm_is_the_mean_norm_of_the_unmirrored_network_output():
+    import numpy as np
+    import torch
+
+    from lrbench import SPHEREFACE_96x112, InputSpec
+    from lrbench.engine import FeatureExtractor
+
+    class Brightness(torch.nn.Module):
+        """A 2-d embedding (mean, 0) of each image: its norm is the image's mean value, mirrored or not."""
+
+        def forward(self, x):
+            return torch.stack([x.mean(dim=(1, 2, 3)), torch.zeros(len(x))], dim=1)
+
+    crops = np.stack([np.full((112, 96, 3), value, np.uint8) for value in (10, 30)])
+    spec = InputSpec(SPHEREFACE_96x112, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    extractor = FeatureExtractor(Brightness(), crops, spec, lambda batch, df: batch, "concat", 2,
+                                 torch.device("cpu"), show_progress=False)
+    extractor.features(1, np.arange(2))
+    assert extractor.embedding_norm(1) == pytest.approx(20.0)
