@@ -87,14 +87,14 @@ class ClassifyTask:
         self.dataset = CropBatches(crops, folder.labels)
         self.flip = config["flip"]
         self.backbone_name, self.backbone_options = config["backbone"], tuple(config["option"])
-        self.identities = len(folder.identities)
+        self.data = folder.describe()
 
     def inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         images = network_input(batch["crops"], self.spec.input, device, batch["df"], self.degrade)
         return {"images": images, "labels": batch["label"].to(device, non_blocking=True)}
 
     def summary(self) -> dict:
-        return {"images": len(self.dataset), "identities": self.identities}
+        return {"images": len(self.dataset), "identities": self.data["identities"], "data": self.data}
 
 
 class Distiller(nn.Module):
@@ -178,6 +178,7 @@ class DistillTask:
         self.dataset = CropBatches(crops, folder.labels)
         self.flip = config["flip"]
         self.backbone_name, self.backbone_options = name, tuple(options)
+        self.data = folder.describe()
 
     def inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         images = network_input(batch["student"], self.spec.input, device, batch["df"], self.degrade)
@@ -198,15 +199,20 @@ class DistillTask:
             if self.targets is None
             else {"features": self.targets.shape[0] * self.targets.shape[1], "seconds": round(self.cache_s, 2)}
         )
-        return {"images": len(self.dataset), "teacher_cache": cached}
+        return {"images": len(self.dataset), "identities": self.data["identities"], "data": self.data,
+                "teacher_cache": cached}
 
 
 def _train(ctx: click.Context, trainer: str, params: dict, task) -> None:
     config, state = resolve_config(ctx, trainer, params)
     summary = train(trainer, config, loop_settings(config), task, state)
     if os.environ.get("RANK", "0") == "0":
+        found = f"{summary['images']:,} images"
+        if summary["identities"]:
+            found += f" of {summary['identities']:,} identities"
         click.echo(
-            f"{trainer}: {summary['steps']} steps ({summary['epochs']:.1f} epochs) in {summary['wall_s']:.0f} s, "
+            f"{trainer}: {found}; {summary['steps']} steps ({summary['epochs']:.1f} epochs) in "
+            f"{summary['wall_s']:.0f} s, "
             f"{summary['images_per_s']:.0f} images/s; loss {summary['loss_first']:.4g} → {summary['loss_last']:.4g}; "
             f"model: {config['out']}/model.pt"
         )

@@ -1,4 +1,5 @@
-"""Training images: a folder of faces (identity folders give labels), aligned once and held in memory.
+"""Training images: a folder of faces (identity folders give labels), aligned once and held in memory, or an
+insightface RecordIO pack (``train.rec``), its aligned crops decoded batch by batch.
 
 Batches are gathered from the in-memory crops; the data order and the per-sample augmentation (mirror
 image, degradation factor) are functions of (seed, epoch, batch) only, so a run resumed in the middle
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..errors import DataError, UsageError
 from ..fileio import IMAGE_SUFFIXES, image_files, read_text_lines, sha256_file
 from ..landmarks import landmarks_for
 from ..ranges import parse_ranges
+from ..recordio import RecordPack
 from ..specs import CropTemplate
 
 ALIGN_THREADS = min(4, os.cpu_count() or 1)  # threads decoding and aligning images (once per image)
@@ -29,16 +31,24 @@ ALIGN_THREADS = min(4, os.cpu_count() or 1)  # threads decoding and aligning ima
 
 @dataclass
 class FaceFolder:
-    """The images under ``root``; ``labels`` index ``identities`` (empty, and labels -1, for a flat folder)."""
+    """The images under ``root``; ``labels`` index ``identities`` (empty, and labels -1, for a flat folder).
+
+    ``source`` says what else the training summary should know of them (a pack's format and index).
+    """
 
     root: Path
-    images: list[str]
+    images: Sequence[str]
     labels: np.ndarray
     identities: list[str]
+    source: dict = field(default_factory=dict)
 
     @property
     def has_labels(self) -> bool:
         return bool(self.identities)
+
+    def describe(self) -> dict:
+        """What the training found, for its summary."""
+        return {"data": str(self.root), "images": len(self.images), "identities": len(self.identities), **self.source}
 
 
 def read_people(path: Path, folds: str | None = None) -> set[str]:
@@ -125,6 +135,15 @@ def data_digest(folder: FaceFolder, landmarks: Path | None) -> dict[str, str | N
         info = (folder.root / rel).stat()
         images.update(f"{rel}\t{info.st_size}\t{info.st_mtime_ns}\n".encode())
     return {"images": images.hexdigest(), "landmarks": sha256_file(landmarks)}
+
+
+def pack_digest(pack: RecordPack) -> dict[str, str | None]:
+    """The pack's identity for a resumed run: the .rec file's size and modification time and the index's content
+    (hashing gigabytes of images would take minutes)."""
+    info = pack.path.stat()
+    index = sha256_file(pack.index_path)
+    return {"images": hashlib.sha256(f"{info.st_size}\t{info.st_mtime_ns}\t{index}".encode()).hexdigest(),
+            "landmarks": None}
 
 
 def aligned_crops(

@@ -21,10 +21,12 @@ from ..degrade import parse_dfs
 from ..detection import detected_landmarks, load_detector, missing_landmarks_message
 from ..errors import DataError, UsageError
 from ..options import stack_options
+from ..progress import stderr_console
+from ..recordio import PackCrops, RecordNames, RecordPack, find_pack
 from ..specs import CropTemplate
 from . import distributed
 from .checkpoint import LAST, MODEL, SUMMARY, load_checkpoint
-from .data import ALIGN_THREADS, FaceFolder, aligned_crops, data_digest, read_people, scan_folder
+from .data import ALIGN_THREADS, FaceFolder, aligned_crops, data_digest, pack_digest, read_people, scan_folder
 from .loop import OPTIMIZERS, SCHEDULES, LoopSettings, Validation
 
 # Options a resumed run may change: they decide where and how fast it runs, or what is validated, not
@@ -115,8 +117,13 @@ def loop_options(lr: float):
             help="Write last.pt every N steps (also at the end and on Ctrl-C).",
         ),
         click.option("--log-every", type=int, default=50, show_default=True),
-        click.option("--val", metavar="PROTOCOL", help="Validate on this protocol (e.g. lfw-view2, or a .toml)."),
-        click.option("--val-data", type=path, help="The validation protocol's data folder."),
+        click.option(
+            "--val",
+            metavar="PROTOCOL",
+            help="Validate on this protocol (e.g. lfw-view2, a .toml, or an insightface .bin such as the lfw.bin "
+            "shipped with every training pack).",
+        ),
+        click.option("--val-data", type=path, help="The validation protocol's data folder (not needed for a .bin)."),
         click.option("--val-pairs", type=path, help="Its pairs file (default: the protocol's)."),
         click.option("--val-landmarks", type=path, help="Its landmark file (default: the protocol's)."),
         click.option("--val-aligned", is_flag=True, help="Validation images are already aligned crops."),
@@ -137,7 +144,8 @@ def data_options(function):
         click.option(
             "--data",
             type=path,
-            help="Image folder: identity sub-folders (CASIA-WebFace layout) or any folder of faces.",
+            help="Image folder: identity sub-folders (CASIA-WebFace layout) or any folder of faces; or an insightface "
+            "RecordIO pack (DIR/train.rec with train.idx beside it, or DIR holding them).",
         ),
         click.option(
             "--landmarks", type=path, help="5-point landmark file (default: landmarks.txt in --data or its parent)."
@@ -234,11 +242,14 @@ def loop_settings(config: dict) -> LoopSettings:
     """The loop's settings from a trainer's configuration."""
     validation = None
     if config["val"]:
-        if not config["val_data"]:
+        is_bin = config["val"].endswith(".bin")  # insightface's verification sets hold their images
+        if not config["val_data"] and not is_bin:
             raise UsageError(f"--val {config['val']}: needs --val-data (the protocol's data folder)")
+        if is_bin and not config["val_data"] and not Path(config["val"]).is_file():
+            raise UsageError(f"--val {config['val']}: no such file")
         validation = Validation(
             protocol=config["val"],
-            data=Path(config["val_data"]),
+            data=_path(config["val_data"]),
             dfs=config["val_df"],
             every=config["val_every"],
             pairs=_path(config["val_pairs"]),
@@ -301,6 +312,9 @@ def training_data(
     """
     if not config["data"]:
         raise UsageError("--data DIR is required: the training images")
+    pack = find_pack(Path(config["data"]))
+    if pack is not None:
+        return _pack_data(config, pack, templates, ranks)
     people = read_people(Path(config["people"]), config["people_folds"]) if config["people"] else None
     if config["people_folds"] and not config["people"]:
         raise UsageError("--people-folds needs --people (a people.txt)")
@@ -314,6 +328,29 @@ def training_data(
             crops[name] = aligned_crops(
                 folder, template, landmarks, workers=ALIGN_THREADS, cache_dir=cache_dir, show_progress=interactive()
             )
+    return folder, crops
+
+
+def _pack_data(
+    config: dict, path: Path, templates: dict[str, CropTemplate], ranks: distributed.Ranks
+) -> tuple[FaceFolder, dict[str, PackCrops]]:
+    """An insightface pack: its images are aligned 112×112 ArcFace crops, converted to each template as decoded."""
+    for option in ("landmarks", "detector", "people", "people_folds"):
+        if config.get(option):
+            raise UsageError(f"--{option.replace('_', '-')}: not with --data {path}, an insightface pack of aligned "
+                             "crops and numbered identities")
+    pack = RecordPack(path)
+    _check_unchanged(config, pack_digest(pack), pack.path, None)
+    crops = {name: PackCrops(pack, template) for name, template in templates.items()}
+    source = {**pack.describe(), "crops": {name: found.conversion.describe() for name, found in crops.items()}}
+    folder = FaceFolder(path, RecordNames(pack.images), pack.labels, [str(k) for k in range(pack.identities)], source)
+    if ranks.main:
+        conversions = "; ".join(
+            f"{name} crops: {found.conversion.describe()['method']} to {found.template.name}"
+            for name, found in crops.items()
+        )
+        stderr_console.print(f"training data: {path}: {len(pack.images):,} images of {pack.identities:,} identities "
+                             f"(insightface pack); {conversions}", highlight=False, soft_wrap=True)
     return folder, crops
 
 
