@@ -550,8 +550,10 @@ def list_components(kind, as_json):
 @click.option("--train-images-per-identity", default=10, show_default=True)
 def synth(out, **options):
     """Write a synthetic LFW-format test set and CASIA-format training set (no external data needed)."""
+    from .fileio import check_writable
     from .synth import synthesize
 
+    check_writable(out, "OUT")
     paths = synthesize(out, **options)
     click.echo(f"LFW-format set: {paths.lfw_root} (pairs {paths.pairs}, landmarks {paths.lfw_landmarks})")
     click.echo(f"training set:   {paths.train_images} (landmarks {paths.train_landmarks})")

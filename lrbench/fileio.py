@@ -194,7 +194,8 @@ def built_in_place(target: Path) -> Iterator[Path]:
     with removed_if_failed(target.parent):
         folder = make_temp_dir(target.parent, target.name)
         try:
-            yield folder
+            with named_as_target(folder, target):
+                yield folder
             old = swap_into_place(folder, target)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -204,6 +205,22 @@ def built_in_place(target: Path) -> Iterator[Path]:
             shutil.rmtree(old)
         except OSError as exc:
             warn(f"{old}: cannot remove the replaced {target.name} ({exc.strerror}); delete it by hand")
+
+
+@contextlib.contextmanager
+def named_as_target(folder: Path, target: Path) -> Iterator[None]:
+    """Inside: a write that fails in the temporary ``folder`` (a path in it, or none: a write to an open file)
+    is a ``WriteError`` naming the file where it would have ended up in ``target``; any other ``OSError``
+    (reading an input) stays as it is."""
+    try:
+        yield
+    except OSError as exc:
+        inside = Path(os.path.abspath(folder))
+        where = Path(os.path.abspath(exc.filename)) if exc.filename is not None else inside
+        if where != inside and inside not in where.parents:
+            raise
+        raise WriteError(exc.errno or errno.EIO, exc.strerror or str(exc),
+                         str(Path(target) / where.relative_to(inside))) from exc
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ import numpy as np
 
 from .detection import find_images
 from .errors import DataError, UsageError, brief_list
-from .fileio import OutputLock, check_writable, write_atomic
+from .fileio import OutputLock, check_writable, write_all_atomic
 from .landmarks import read_landmarks
 from .progress import warn
 
@@ -344,8 +344,7 @@ def make(identity_folder, out, folds, pairs_per_fold, seed, people_out, protocol
              "--protocol-out": protocol_text(bench, name, out.name, seed,
                                              landmarks_file.as_posix() if landmarks_file else "landmarks.txt")}
     with OutputLock(out, "--out", command=_command_line()):
-        for option, path in outputs.items():
-            write_atomic(path, texts[option])
+        write_all_atomic({path: texts[option] for option, path in outputs.items()})  # all three or none
     images = sum(len(p.images) for p in people)
     click.echo(f"{identity_folder}: {len(people)} persons, {images} images → {folds} folds × ({pairs_per_fold} same "
                f"+ {pairs_per_fold} different) pairs over {bench.unique_images} images")
