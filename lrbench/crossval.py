@@ -194,6 +194,10 @@ def merge(runs: dict[int, RunData], label: str | None = None, command: str | Non
         fold_table = fold_table[["df", "fold", "accuracy", "threshold"]].sort_values("fold")
         template = first.results[first.results["df"] == df].iloc[0].to_dict()
         row, pooled = _results_row(template, scores, fold_table)
+        norms = [run.results.loc[run.results["df"] == df, "embedding_norm"].iloc[0] for run in runs.values()
+                 if "embedding_norm" in run.results]
+        if len(norms) == len(runs):  # each fold's model's own mean norm; their mean (runs before it lack one)
+            row["embedding_norm"] = float(np.mean(norms))
         rows.append(row)
         fold_rows.append(fold_table)
         roc_rows.extend({"df": df, "fpr": f, "tpr": t} for f, t in zip(pooled.roc_fpr, pooled.roc_tpr))
