@@ -7,7 +7,9 @@ of a run climb through candidate sizes, timing each; the climb stops when throug
 runs out (CUDA) or when the next candidate would take the measurement past a couple of seconds. Those
 batches are the run's real work, so their features are the run's features and measuring costs nothing
 but a few batches at sizes that are not the best. The choice is remembered in the cache folder, keyed by
-everything that changes it, so later runs start at the right size at once.
+everything that changes it, so later runs start at the right size at once. A network that runs a fixed
+number of faces per call (an ONNX graph exported with batch 1) declares it as its ``fixed_batch``: it
+takes that many at a time whatever it is handed, so there is nothing to measure and auto uses its batch.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class BatchSizer:
     """Hands out the rows of each feature pass in batches, choosing the size first when it is ``auto``."""
 
     size: int | None  # faces per batch; None until measured
-    how: str  # explicit, remembered or measured
+    how: str  # explicit, fixed (by the network), remembered or measured
     key: dict | None = None
     memory: Path | None = None  # the file remembering choices; None: nothing read or written
     rates: dict[int, float] = field(default_factory=dict)  # candidate → images (faces) per second
@@ -112,11 +114,16 @@ class BatchSizer:
     stepped_down: list[int] = field(default_factory=list)  # sizes left after running out of CUDA memory
 
     @classmethod
-    def choose(cls, batch_size: int | str, key: dict, cache_dir: Path | None) -> BatchSizer:
-        """An explicit size, a choice remembered for ``key`` in ``cache_dir``, or one to measure."""
+    def choose(
+        cls, batch_size: int | str, key: dict, cache_dir: Path | None, fixed: int | None = None
+    ) -> BatchSizer:
+        """An explicit size, the network's ``fixed`` batch, a choice remembered for ``key`` in ``cache_dir``, or
+        one to measure."""
         batch_size = parse_batch_size(batch_size)
         if batch_size != "auto":
             return cls(batch_size, "explicit")
+        if fixed:
+            return cls(fixed, "fixed")
         memory = Path(cache_dir) / MEMORY_FILE if cache_dir is not None else None
         entry = _read_memory(memory).get(_key_text(key)) if memory else None
         if entry:
@@ -138,7 +145,7 @@ class BatchSizer:
             try:
                 out = compute(batch_rows)
             except torch.cuda.OutOfMemoryError:
-                if self.how == "explicit" or self.size == 1:
+                if self.how in ("explicit", "fixed") or self.size == 1:  # a fixed batch runs as it is at any size
                     raise
                 torch.cuda.empty_cache()
                 self.size = _smaller(self.size)
@@ -209,7 +216,9 @@ class BatchSizer:
     def describe(self) -> dict:
         """The manifest's account of the batch size: the number and how it was chosen."""
         out: dict = {"batch_size": self.size, "chosen": self.how}
-        if self.how != "explicit":
+        if self.how == "fixed":
+            out["note"] = f"the network runs {self.size} at a time whatever it is handed: nothing to measure"
+        elif self.how != "explicit":
             out["images_per_s"] = {str(size): round(rate, 1) for size, rate in self.rates.items()}
             out["memory_file"] = str(self.memory) if self.memory else None
             out["key"] = self.key

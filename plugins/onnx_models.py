@@ -4,7 +4,12 @@ A model file carries its weights and graph but not how its crops were made, and 
 normalisation silently costs accuracy. So the input convention is never guessed: ``--option preset=NAME``
 names a published one (PRESETS), or the name of a registered backbone whose convention an exported copy
 keeps, and ``template``, ``channel_order``, ``mean``, ``std`` and ``metric`` set or override single parts.
-An ONNX graph's crop size is read from the graph and must be the template's.
+Mean and std are in 0…255 pixel units; values in 0–1 units (ImageNet's 0.485 and 0.229, as PyTorch code
+writes them) are refused with the pixel values to give instead. An ONNX graph's crop size is read from the
+graph and must be the template's, and a graph that normalises its input itself (first nodes Sub, Mul, as
+insightface's MXNet conversions do) is refused unless the convention hands it plain pixels (mean 0, std 1):
+lrbench does not change a stated convention behind the user's back, and the manifest's input stays what
+the network was fed.
 
 onnxruntime is an optional extra (``pip install 'lrbench[onnx]'``): it is imported when an ONNX model is
 built, so listing the backbones does not need it.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,8 @@ from lrbench import (
     warn,
 )
 
+from .onnx_graph import InputStage, channel_values, in_unit_range, input_stage
+
 # facenet-pytorch (and davidsandberg/facenet, whose weights it ports) crops MTCNN's face box enlarged by a
 # margin (14 px of 160) and resizes it to 160×160, with no five-point alignment; MTCNN's boxes are about 1.34×
 # taller than wide, so its crops stretch faces sideways, which no similarity alignment can reproduce. These
@@ -47,10 +55,13 @@ FACENET_160x160 = CropTemplate(
     ((49.6, 64.1), (115.0, 62.8), (83.1, 92.2), (55.5, 118.2), (112.6, 117.2)),
 )
 
+# torchvision's ImageNet normalisation (0.485, 0.456, 0.406 and 0.229, 0.224, 0.225 of 0…1), in pixel units
+IMAGENET_MEAN = tuple(255 * m for m in (0.485, 0.456, 0.406))
+IMAGENET_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
+
 # Published input conventions: (template, channel order, mean, std) applied to 0…255 pixels.
 PRESETS = {
-    # insightface's ArcFace model zoo (arcface_torch, buffalo_l .onnx files; files converted from MXNet whose graph
-    # starts with Sub and Mul nodes normalise inside it: mean=0 std=1 for those, as insightface's loader does)
+    # insightface's ArcFace model zoo (arcface_torch, buffalo_l's w600k_r50.onnx): RGB, (x - 127.5) / 127.5
     "insightface": InputSpec(ARCFACE_112x112, "RGB", mean=(127.5,) * 3, std=(127.5,) * 3),
     # AdaFace (mk-minchul/AdaFace inference.to_input: BGR, (x / 255 - 0.5) / 0.5); CVLface models likewise
     "adaface": InputSpec(ARCFACE_112x112, "BGR", mean=(127.5,) * 3, std=(127.5,) * 3),
@@ -58,6 +69,16 @@ PRESETS = {
     "sphereface": InputSpec(SPHEREFACE_96x112, "BGR", mean=(127.5,) * 3, std=(128.0,) * 3),
     # FaceNet (facenet-pytorch InceptionResnetV1: RGB, fixed_image_standardization (x - 127.5) / 128)
     "facenet": InputSpec(FACENET_160x160, "RGB", mean=(127.5,) * 3, std=(128.0,) * 3),
+    # insightface's files converted from MXNet normalise inside the graph (first nodes Sub, Mul): they take
+    # 0…255 RGB pixels, as insightface's own loader gives them (model_zoo/arcface_onnx.py: mean 0, std 1)
+    "insightface-mxnet": InputSpec(ARCFACE_112x112, "RGB", mean=(0.0,) * 3, std=(1.0,) * 3),
+    # FaceX-Zoo (JDAI-CV/FaceX-Zoo data_processor/test_dataset.py: OpenCV's BGR, (x - 127.5) / 128)
+    "facex-zoo": InputSpec(ARCFACE_112x112, "BGR", mean=(127.5,) * 3, std=(128.0,) * 3),
+    # MagFace (IrvingMeng/MagFace inference/gen_feat.py: OpenCV's BGR, ToTensor and mean 0, std 1: x / 255)
+    "magface": InputSpec(ARCFACE_112x112, "BGR", mean=(0.0,) * 3, std=(255.0,) * 3),
+    # ImageNet's mean and std in RGB on the ArcFace crop: face models fine-tuned from ImageNet backbones
+    # (torchvision, timm) with torchvision's Normalize
+    "imagenet": InputSpec(ARCFACE_112x112, "RGB", mean=IMAGENET_MEAN, std=IMAGENET_STD),
 }
 CONVENTION_OPTIONS = {"preset": "", "template": "", "channel_order": "", "mean": "", "std": "", "metric": ""}
 INSTALL = "pip install 'lrbench[onnx]' (or pip install onnxruntime; onnxruntime-gpu for CUDA)"
@@ -127,9 +148,27 @@ def convention(preset: str, template: str, channel_order: str, mean: str, std: s
         _triple("mean", mean) if mean else base.mean,
         _triple("std", std) if std else base.std,
     )
+    if (mean or std) and in_unit_range(fields["input"].mean, fields["input"].std):
+        _refuse_unit_range(mean, std, fields["input"])
     if metric:
         fields["metric"] = metric
     return fields
+
+
+def _refuse_unit_range(mean: str, std: str, spec: InputSpec) -> None:
+    """Mean and std written for 0…1 input: one line with the pixel values that mean the same (and the preset)."""
+    given = " ".join(f"--option {name}={text}" for name, text in (("mean", mean), ("std", std)) if text)
+    pixels = replace(spec, mean=tuple(255 * m for m in spec.mean), std=tuple(255 * s for s in spec.std))
+    same = [
+        name for name, preset in PRESETS.items()
+        if (preset.template, preset.channel_order) == (pixels.template, pixels.channel_order)
+        and np.allclose((preset.mean, preset.std), (pixels.mean, pixels.std), rtol=1e-4)
+    ]
+    raise UsageError(
+        f"{given}: 0–1 units (as PyTorch code writes ImageNet's 0.485 and 0.229), but lrbench's mean and std apply "
+        f"to 0…255 pixels: give mean={channel_values(pixels.mean)} std={channel_values(pixels.std)} (each × 255)"
+        + (f", as preset={same[0]} does" if same else "")
+    )
 
 
 def _convention_name(preset: str, **overrides: str) -> str:
@@ -166,7 +205,7 @@ class OnnxNetwork(nn.Module):
     pieces of that size, the last one padded.
     """
 
-    def __init__(self, path: Path, crop_size: tuple[int, int], convention_name: str):
+    def __init__(self, path: Path, spec: InputSpec, convention_name: str):
         super().__init__()
         try:
             import onnxruntime
@@ -190,6 +229,7 @@ class OnnxNetwork(nn.Module):
         if graph_input.type not in types:
             raise DataError(f"{path}: the graph's input {graph_input.name!r} is {graph_input.type}, not float")
         height, width = shape[2:]
+        crop_size = spec.template.size
         if all(isinstance(d, int) for d in (height, width)) and (width, height) != crop_size:
             conventions = {**PRESETS, **{name: spec.input for name, spec in _registered().items()}}
             fitting = [name for name, spec in conventions.items() if spec.template.size == (width, height)]
@@ -199,8 +239,37 @@ class OnnxNetwork(nn.Module):
                 f"{', '.join(fitting) or 'none (give template=…)'}"
             )
         self.input_name, self.output_name, self.dtype = graph_input.name, output.name, types[graph_input.type]
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None  # lrbench's batching reads it too
         self.shapes = {"input": _dims(shape), "output": _dims(output.shape)}
+        self.start = self._input_stage()
+        self._check_normalisation(spec, convention_name)
+
+    def _input_stage(self) -> InputStage:
+        try:
+            return input_stage(self.weights_file, self.input_name)
+        except ValueError as exc:  # onnxruntime read the file, so this reader is at fault: say so and go on
+            warn(f"{self.weights_file}: cannot tell whether the graph normalises its input ({exc})")
+            return InputStage(None, None)
+
+    def _check_normalisation(self, spec: InputSpec, convention_name: str) -> None:
+        """Refuse to normalise twice a graph that normalises its input itself; warn about unnormalised pixels fed
+        to a graph that does not (preset insightface-mxnet given a file exported from PyTorch)."""
+        inside, path = self.start.normalisation, self.weights_file
+        raw = (0.0,) * 3, (255.0 if inside and inside.in_unit_range else 1.0,) * 3  # what feeds it as it is
+        values = "0…1 values" if raw[1][0] == 255 else "0…255 pixels"
+        if inside and (spec.mean, spec.std) != raw:
+            raise UsageError(
+                f"--weights {path}: the graph normalises its input itself ({inside.describe()}), so the convention "
+                f"({convention_name}: mean {channel_values(spec.mean)}, std {channel_values(spec.std)}) would "
+                f"normalise it twice; add --option mean=0 --option std={raw[1][0]:g} to give it the {values} it expects"
+            )
+        if not inside and (spec.mean, spec.std) == ((0.0,) * 3, (1.0,) * 3) and self.start.first_op not in (
+            None, "BatchNormalization"
+        ):
+            warn(
+                f"{path}: the convention ({convention_name}) feeds the graph unnormalised 0…255 pixels, but its first "
+                f"node ({self.start.first_op}) does not normalise them: check that the model was trained on such input"
+            )
 
     def _session(self, device_type: str):
         """An inference session for the device the batches are on (made once per device type)."""
@@ -232,6 +301,7 @@ class OnnxNetwork(nn.Module):
             "output_name": self.output_name,
             "output_shape": self.shapes["output"],
             "convention": self.convention,
+            "graph_normalises_input": self.start.normalisation.describe() if self.start.normalisation else None,
             "onnxruntime": self.ort.__version__,
             "providers": {device: session.get_providers()[0] for device, session in self.sessions.items()},
         }
@@ -278,8 +348,8 @@ class ScriptedNetwork(nn.Module):
 
 
 def build_onnx(weights: str | None, **options: str) -> nn.Module:
-    crop_size = convention(**options)["input"].template.size  # before the file: a bad option is reported first
-    return OnnxNetwork(_model_file(weights, "an ONNX model", "model.onnx"), crop_size, _convention_name(**options))
+    spec = convention(**options)["input"]  # before the file: a bad option is reported first
+    return OnnxNetwork(_model_file(weights, "an ONNX model", "model.onnx"), spec, _convention_name(**options))
 
 
 def build_torchscript(weights: str | None, **options: str) -> nn.Module:
@@ -299,9 +369,15 @@ def build_torchscript(weights: str | None, **options: str) -> nn.Module:
 
 
 def _description(what: str) -> str:
+    """What ``lrbench list`` says: the file kind, how to state the convention, and every preset's convention."""
+    presets = "; ".join(
+        f"{name}: {spec.template.name} {spec.channel_order} (x − {channel_values(spec.mean)}) / "
+        f"{channel_values(spec.std)}"
+        for name, spec in PRESETS.items()
+    )
     return (
-        f"{what}; the input convention is required: --option preset={'|'.join(PRESETS)}|<backbone name>, "
-        "or template, channel_order, mean and std"
+        f"{what}; the input convention is required: --option preset=NAME (or a registered backbone's name), or "
+        f"template, channel_order, mean and std (of 0…255 pixels). Presets: {presets}"
     )
 
 

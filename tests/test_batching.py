@@ -170,3 +170,14 @@ def test_an_explicit_batch_that_does_not_fit_fails_as_asked(monkeypatch):
     fake = FakeCuda(monkeypatch, fits=16)
     with pytest.raises(torch.cuda.OutOfMemoryError):
         run_all(BatchSizer.choose(64, None, None), fake, 100)
+
+
+def test_a_network_with_a_fixed_batch_is_run_at_it_without_measuring(monkeypatch, tmp_path):
+    fake = FakeCuda(monkeypatch, fits=1000)
+    sizer = BatchSizer.choose("auto", {"device": "cpu"}, tmp_path, fixed=1)
+    assert np.array_equal(run_all(sizer, fake, 5), np.arange(5))
+    assert fake.calls == [1] * 5 and not sizer.rates  # no climb through the candidates
+    assert not (tmp_path / batching.MEMORY_FILE).exists()  # nothing measured, nothing to remember
+    assert sizer.describe() == {"batch_size": 1, "chosen": "fixed",
+                                "note": "the network runs 1 at a time whatever it is handed: nothing to measure"}
+    assert BatchSizer.choose(16, None, None, fixed=1).describe() == {"batch_size": 16, "chosen": "explicit"}

@@ -129,7 +129,8 @@ def test_single_options_override_the_preset():
     "options, message",
     [
         ({"preset": "arcface"}, "--option preset=arcface: no such convention; presets: insightface, adaface, "
-                                "sphereface, facenet, or a registered backbone's: "),
+                                "sphereface, facenet, insightface-mxnet, facex-zoo, magface, imagenet, or a "
+                                "registered backbone's: "),
         ({}, "--option preset: the input convention is needed"),
         ({"template": "arcface-112x112", "mean": "127.5"}, "(missing: channel_order, std)"),
         ({"preset": "insightface", "mean": "1,2"}, "--option mean=1,2: expected one number or three"),
@@ -266,6 +267,7 @@ def test_a_run_gives_identical_accuracies_through_pytorch_onnx_and_torchscript(s
         "output_name": "embedding",
         "output_shape": "batch×512",
         "convention": "sphereface",
+        "graph_normalises_input": None,
         "onnxruntime": manifest["components"]["backbone"]["provenance"]["onnxruntime"],
         "providers": {"cpu": "CPUExecutionProvider"},
     }
@@ -320,3 +322,132 @@ def test_without_a_cuda_provider_a_cuda_batch_runs_on_the_cpu_provider(spherefac
     network = build("onnx", sphereface["onnx"], preset="sphereface")
     network._session("cuda")  # what a batch on a CUDA device asks for
     assert network.provenance["providers"] == {"cpu": "CPUExecutionProvider", "cuda": "CPUExecutionProvider"}
+
+
+def test_auto_runs_a_graph_with_a_fixed_batch_of_one_at_one_without_a_climb(sphereface, synth_data, tmp_path):
+    size = registry.backbone("sphereface").input.template.size
+    path = export_onnx(sphereface["model"], tmp_path / "batch1.onnx", size, batch=1)
+    result = invoke("run", "-b", "onnx", "-w", path, "--option", "preset=sphereface", "--data", synth_data.lfw_root,
+                    "--out", tmp_path / "run", "--workers", 1, "--df", "1", "--device", "cpu", "--batch-size", "auto",
+                    "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["batching"]["batch_size"] == 1 and manifest["batching"]["chosen"] == "fixed"
+    assert manifest["settings"]["batch_size"] == 1
+    assert not (tmp_path / "cache" / "batch_sizes.json").exists()  # nothing measured, nothing remembered
+
+
+class Normalising(nn.Module):
+    """A network whose graph normalises its input first, as insightface's MXNet conversions do (Sub, Mul), or
+    with ImageNet's 0–1 mean and std (Sub, Div)."""
+
+    def __init__(self, inner: nn.Module, imagenet: bool = False):
+        super().__init__()
+        self.inner, self.imagenet = inner, imagenet
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return self.inner((x - self.mean) / self.std if self.imagenet else (x - 127.5) * 0.0078125)
+
+
+@pytest.fixture(scope="module")
+def normalising(tmp_path_factory):
+    """A tiny untrained network on the 112×112 ArcFace crop, exported plain and with a normalisation inside."""
+    folder = tmp_path_factory.mktemp("normalising")
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Conv2d(3, 4, 4, 4), nn.PReLU(4), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 8))
+    return {
+        "inner": inner.eval(),
+        "mxnet": export_onnx(Normalising(inner), folder / "mxnet.onnx", (112, 112)),
+        "imagenet": export_onnx(Normalising(inner, imagenet=True), folder / "imagenet.onnx", (112, 112)),
+        "plain": export_onnx(inner, folder / "plain.onnx", (112, 112)),
+    }
+
+
+def test_a_graph_that_normalises_its_input_is_not_normalised_twice(normalising):
+    path = normalising["mxnet"]
+    with pytest.raises(UsageError) as caught:
+        build("onnx", path, preset="insightface")
+    assert str(caught.value) == (
+        f"--weights {path.resolve()}: the graph normalises its input itself (Sub, Mul: (x − 127.5) / 128), so the "
+        "convention (insightface: mean 127.5, std 127.5) would normalise it twice; add --option mean=0 --option "
+        "std=1 to give it the 0…255 pixels it expects"
+    )
+
+
+@pytest.mark.parametrize("options", [{"preset": "insightface", "mean": "0", "std": "1"},
+                                     {"preset": "insightface-mxnet"}])
+def test_a_graph_that_normalises_its_input_gets_plain_pixels_and_says_so(normalising, options):
+    network = build("onnx", normalising["mxnet"], **options)
+    pixels = torch.rand(3, 3, 112, 112, generator=torch.Generator().manual_seed(2)) * 255
+    spec = registry.backbone("onnx").with_options(options).input
+    with torch.inference_mode():
+        expected = normalising["inner"]((pixels - 127.5) / 128)  # the graph's own normalisation, once
+        assert (network(spec.normalise(pixels)) - expected).abs().max() < TOLERANCE
+    assert network.provenance["graph_normalises_input"] == "Sub, Mul: (x − 127.5) / 128"
+
+
+def test_a_graph_normalising_0_to_1_input_asks_for_0_to_1_values(normalising):
+    path = normalising["imagenet"]
+    with pytest.raises(UsageError, match=r"\(Sub, Div: \(x − 0\.485,0\.456,0\.406\) / 0\.229,0\.224,0\.225\), so .* "
+                                         r"add --option mean=0 --option std=255 to give it the 0…1 values it expects"):
+        build("onnx", path, preset="insightface", mean="0", std="1")
+    network = build("onnx", path, preset="insightface", mean="0", std="255")
+    assert network.provenance["graph_normalises_input"].startswith("Sub, Div: ")
+
+
+def test_plain_pixels_for_a_graph_that_does_not_normalise_them_are_a_warning(normalising, capsys):
+    network = build("onnx", normalising["plain"], preset="insightface-mxnet")
+    assert network.provenance["graph_normalises_input"] is None
+    warning = capsys.readouterr().err
+    assert "feeds the graph unnormalised 0…255 pixels, but its first node (Conv) does not normalise them" in warning
+    build("onnx", normalising["plain"], preset="insightface")
+    assert "unnormalised" not in capsys.readouterr().err
+
+
+def test_a_graph_that_normalises_its_input_is_refused_on_the_command_line_in_one_line(normalising, synth_data,
+                                                                                       tmp_path):
+    result = invoke("run", "-b", "onnx", "-w", normalising["mxnet"], "--option", "preset=insightface",
+                    "--data", synth_data.lfw_root, "--out", tmp_path / "out", "--workers", 1)
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "the graph normalises its input itself" in line and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "options, advice",
+    [
+        ({"preset": "insightface", "mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225"},
+         "--option mean=0.485,0.456,0.406 --option std=0.229,0.224,0.225: 0–1 units (as PyTorch code writes "
+         "ImageNet's 0.485 and 0.229), but lrbench's mean and std apply to 0…255 pixels: give "
+         "mean=123.675,116.28,103.53 std=58.395,57.12,57.375 (each × 255), as preset=imagenet does"),
+        ({"preset": "adaface", "mean": "0.5", "std": "0.5"},
+         "--option mean=0.5 --option std=0.5: 0–1 units (as PyTorch code writes ImageNet's 0.485 and 0.229), but "
+         "lrbench's mean and std apply to 0…255 pixels: give mean=127.5 std=127.5 (each × 255), as preset=adaface "
+         "does"),
+        ({"template": "arcface-112x112", "channel_order": "RGB", "mean": "0", "std": "0.5"},
+         "--option mean=0 --option std=0.5: 0–1 units (as PyTorch code writes ImageNet's 0.485 and 0.229), but "
+         "lrbench's mean and std apply to 0…255 pixels: give mean=0 std=127.5 (each × 255)"),
+    ],
+)
+def test_mean_and_std_in_0_to_1_units_are_refused_with_the_pixel_values(options, advice):
+    with pytest.raises(UsageError) as caught:
+        registry.backbone("torchscript").with_options(options)
+    assert str(caught.value) == advice
+
+
+def test_mean_0_and_std_1_are_plain_pixels_not_0_to_1_units():
+    """(MagFace's code writes its x / 255 as ToTensor with mean 0, std 1: in lrbench's units that is std=255.)"""
+    spec = registry.backbone("onnx").with_options({"preset": "insightface", "mean": "0", "std": "1"})
+    assert (spec.input.mean, spec.input.std) == ((0.0,) * 3, (1.0,) * 3)
+
+
+def test_the_listing_shows_every_presets_convention():
+    result = invoke("list", "backbones", "--json")
+    assert result.exit_code == 0, result.output
+    description = json.loads(result.stdout)["backbones"]["onnx"]["description"]
+    assert "imagenet: arcface-112x112 RGB (x − 123.675,116.28,103.53) / 58.395,57.12,57.375" in description
+    assert "insightface-mxnet: arcface-112x112 RGB (x − 0) / 1" in description
+    assert "magface: arcface-112x112 BGR (x − 0) / 255" in description
+    assert all(f"{name}: " in description for name in onnx_models.PRESETS)
