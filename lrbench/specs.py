@@ -134,7 +134,12 @@ class BackboneSpec(_Options):
     ``metric``, ``flip_fusion``, ``embedding_dim``), and lrbench evaluates ``with_options(options)``; the
     declared fields are what listings show. ``embedding_dim`` None means the weights file decides it (lrbench
     then checks only that the network gives one vector per face). A network may also describe itself for the
-    manifest with a ``provenance`` attribute (a dict, e.g. a model file's input and output names).
+    manifest with a ``provenance`` attribute (a dict, e.g. a model file's input and output names), and one
+    that runs a fixed number of faces per call (an ONNX graph exported with batch 1) says so with an int
+    ``fixed_batch`` attribute: ``--batch-size auto`` then uses it instead of measuring. Options that differ
+    from the defaults are first tried with ``build("random", ...)`` on PyTorch's meta device (shapes, no
+    memory) to refuse a network larger than the machine's memory; a build that fails there is simply not
+    estimated.
     """
 
     name: str
