@@ -1,53 +1,72 @@
-"""The chunked identification search against a naive full-matrix numpy search: speed and peak memory.
+"""lrbench's identification search against one pass of the bare chunk products and against faiss.
 
-    python benchmarks/bench_identification.py [--probes 2000] [--gallery 50000] [--dim 512] [--device cpu]
+    python benchmarks/bench_identification.py [--gallery 200000 1000000] [--probes 4000] [--rounds 3]
+                                              [--dim 512] [--device cpu]
 
-Both find, for every probe, the true identity's rank (pessimistic ties) and the top 5 entries, on the same
-random unit features. Each runs in a fresh process, so its peak resident memory (Linux VmHWM, reset after
-the inputs are made) is its own. Prints probes × gallery comparisons per second and peak extra memory for
-each, and the ratios chunked / naive; exits 1 if a chunked rank differs from the naive one by more than float32
-rounding explains (scores within 1e-5 of the best mate's counted either way, in float64).
+On the same random unit features (every probe with a mate), for each gallery size:
+
+- reference: one pass of the chunk products alone (``torch`` matrix products of the same probe × gallery
+  chunks lrbench uses, results thrown away): the physical limit of an exact search in that backend;
+- lrbench: ``lrbench.identification.search``, the whole computation (ranks for CMC and rank-k, top-5,
+  open-set best scores);
+- faiss: ``IndexFlatIP`` top-5 of every probe (when faiss-cpu is installed: ``pip install faiss-cpu``), which
+  gives no ranks.
+
+This machine's timings vary from run to run, so each ratio comes from rounds bracketed by the reference
+(reference, candidate, reference: the candidate against the mean of the two), and the median round is
+reported. Peak memory is the growth of the process's peak resident set (Linux VmHWM, reset before each
+candidate) over its resident set before it: the search's own memory, beyond its inputs. Exits 1 if lrbench's
+top-5 scores differ from faiss's by more than float32 rounding.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import statistics
 import sys
 import time
+from functools import partial
 
 import numpy as np
+import torch
 
 
 def inputs(probes: int, gallery: int, dim: int, seed: int = 0):
     rng = np.random.default_rng(seed)
-    p = rng.standard_normal((probes, dim), dtype=np.float32)
     g = rng.standard_normal((gallery, dim), dtype=np.float32)
-    p /= np.linalg.norm(p, axis=1, keepdims=True)
     g /= np.linalg.norm(g, axis=1, keepdims=True)
     gallery_ids = rng.integers(0, gallery // 2, gallery)
-    probe_ids = gallery_ids[rng.integers(0, gallery, probes)]  # every probe has a mate
-    return p, g, probe_ids, gallery_ids
+    mates = rng.integers(0, gallery, probes)
+    p = g[mates] + 0.5 * rng.standard_normal((probes, dim), dtype=np.float32) / np.sqrt(dim)  # near a mate
+    p = (p / np.linalg.norm(p, axis=1, keepdims=True)).astype(np.float32)
+    return p, g, gallery_ids[mates], gallery_ids
 
 
-def naive(p, g, probe_ids, gallery_ids, device):
-    scores = p @ g.T  # the full probes × gallery matrix
-    mate = probe_ids[:, None] == gallery_ids[None, :]
-    best = np.where(mate, scores, -np.inf).max(1)
-    rank = 1 + ((scores >= best[:, None]) & ~mate).sum(1)
-    top = np.argpartition(-scores, 5, axis=1)[:, :5]  # the five best, then in order
-    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1), 1)
-    return rank, top
+def products(p, g, device, probe_chunk, gallery_chunk):
+    """The reference: every chunk product once, on unit rows, nothing kept."""
+    probes = torch.from_numpy(p).to(device)
+    for start in range(0, len(g), gallery_chunk):
+        block = torch.from_numpy(g[start : start + gallery_chunk]).to(device)
+        for first in range(0, len(p), probe_chunk):
+            probes[first : first + probe_chunk] @ block.T
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def chunked(p, g, probe_ids, gallery_ids, device):
-    import torch
-
+def lrbench_search(p, g, probe_ids, gallery_ids, device, probe_chunk, gallery_chunk):
     from lrbench.identification import search
 
     found = search(torch.from_numpy(p), torch.from_numpy(g), probe_ids, gallery_ids, device=device,
-                   probe_chunk=512, gallery_chunk=8192)
-    return found.rank.astype(np.int64), found.top_index
+                   probe_chunk=probe_chunk, gallery_chunk=gallery_chunk)
+    return found.top_scores
+
+
+def faiss_search(p, g, k: int = 5):
+    import faiss
+
+    index = faiss.IndexFlatIP(g.shape[1])
+    index.add(g)
+    return index.search(p, k)[0]
 
 
 def _rss_kib(field: str) -> int:
@@ -55,57 +74,77 @@ def _rss_kib(field: str) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
 
 
-def _measure(name: str, args, queue) -> None:
-    p, g, probe_ids, gallery_ids = inputs(args.probes, args.gallery, args.dim)
-    function = {"naive": naive, "chunked": chunked}[name]
-    if name == "chunked":
-        import torch  # noqa: F401  (imported before the peak is reset: its code is not search memory)
-
-        import lrbench.identification  # noqa: F401
+def measured(function, *args):
+    """Seconds, the result and the peak memory growth (MiB) of one call."""
     before = _rss_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset VmHWM to the current RSS
+        refs.write("5")  # the peak (VmHWM) starts again from the current resident set
     started = time.perf_counter()
-    rank, top = function(p, g, probe_ids, gallery_ids, args.device)
+    result = function(*args)
     seconds = time.perf_counter() - started
-    peak_mib = (_rss_kib("VmHWM") - before) / 1024
-    bounds = _tie_bounds(p, g, probe_ids, gallery_ids) if name == "naive" else None  # after the peak is read
-    queue.put((name, seconds, peak_mib, rank, bounds))
+    return seconds, result, (_rss_kib("VmHWM") - before) / 1024
 
 
-def _tie_bounds(p, g, probe_ids, gallery_ids, tolerance: float = 1e-5):
-    """The ranks a search may give when scores within ``tolerance`` of the best mate's count either way."""
-    scores = p.astype(np.float64) @ g.T.astype(np.float64)
-    mate = probe_ids[:, None] == gallery_ids[None, :]
-    best = np.where(mate, scores, -np.inf).max(1)[:, None]
-    return 1 + ((scores > best + tolerance) & ~mate).sum(1), 1 + ((scores >= best - tolerance) & ~mate).sum(1)
+def bracketed(reference, candidate, rounds: int) -> tuple[list[float], object, float]:
+    """Per round the reference's mean time (before and after) over the candidate's; its last result and
+    largest peak memory growth."""
+    ratios, peak, result = [], 0.0, None
+    for _ in range(rounds):
+        before, _, _ = measured(reference)
+        seconds, result, grown = measured(candidate)
+        after, _, _ = measured(reference)
+        ratios.append((before + after) / 2 / seconds)
+        peak = max(peak, grown)
+    return ratios, result, peak
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--probes", type=int, default=1000)
-    parser.add_argument("--gallery", type=int, default=50000)
-    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--gallery", type=int, nargs="+", default=[200_000, 1_000_000])
+    parser.add_argument("--probes", type=int, default=4000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--probe-chunk", type=int, default=None, help="default: lrbench's for the device")
+    parser.add_argument("--gallery-chunk", type=int, default=None, help="default: lrbench's for the device")
     args = parser.parse_args()
-    context = multiprocessing.get_context("spawn")
-    results = {}
-    for name in ("naive", "chunked"):
-        queue = context.Queue()
-        process = context.Process(target=_measure, args=(name, args, queue))
-        process.start()
-        results[name] = queue.get()
-        process.join()
-    comparisons = args.probes * args.gallery
-    for name, seconds, peak_mib, _, _ in results.values():
-        print(f"{name:8s} {comparisons / seconds / 1e6:10.1f} M comparisons/s   peak +{peak_mib:8.1f} MiB")
-    (_, naive_s, naive_mib, naive_rank, (low, high)), (_, chunked_s, chunked_mib, chunked_rank, _) = results.values()
-    print(f"chunked / naive: speed ×{naive_s / chunked_s:.2f}, peak memory ×{chunked_mib / max(naive_mib, 1e-9):.3f} "
-          f"({args.probes} probes × {args.gallery} gallery × {args.dim} dims, device {args.device})")
-    differ = int(np.sum(naive_rank != chunked_rank))
-    wrong = int(np.sum((chunked_rank < low) | (chunked_rank > high)))
-    print(f"ranks differ for {differ} of {args.probes} probes, {wrong} beyond float32 rounding at near-ties (1e-5)")
-    return 1 if wrong else 0
+    from lrbench.identification import CHUNKS
+
+    device = torch.device(args.device)
+    default_chunks = CHUNKS["cpu" if device.type == "cpu" else "accelerator"]
+    probe_chunk, gallery_chunk = args.probe_chunk or default_chunks[0], args.gallery_chunk or default_chunks[1]
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    print(f"{args.probes} probes × gallery of N, {args.dim}-d unit features, device {device}, "
+          f"{torch.get_num_threads()} torch threads, chunks {probe_chunk} × {gallery_chunk}; "
+          f"faiss {faiss.__version__ if faiss else 'not installed'}; ratios: median of {args.rounds} rounds")
+    worst = [one_size(size, args.probes, args.dim, args.rounds, device, probe_chunk, gallery_chunk, faiss)
+             for size in args.gallery]
+    return 1 if max(worst) > 1e-5 else 0
+
+
+def one_size(size, probes, dim, rounds, device, probe_chunk, gallery_chunk, faiss) -> float:
+    """Print one gallery size's line; returns the largest top-5 score difference to faiss (0 without it)."""
+    p, g, probe_ids, gallery_ids = inputs(probes, size, dim)
+    reference = partial(products, p, g, device, probe_chunk, gallery_chunk)
+    measured(reference)  # warm-up: first touches of the gallery's pages, BLAS start-up
+    candidate = partial(lrbench_search, p, g, probe_ids, gallery_ids, device, probe_chunk, gallery_chunk)
+    ratios, top, peak = bracketed(reference, candidate, rounds)
+    seconds, _, _ = measured(reference)
+    line = (f"N={size:>9,}: one product pass {seconds:6.1f} s; lrbench search at {statistics.median(ratios):.2f} "
+            f"of it (rounds {', '.join(f'{r:.2f}' for r in ratios)}), peak +{peak:,.0f} MiB")
+    worst = 0.0
+    if faiss is not None:
+        faiss_ratios, faiss_top, faiss_peak = bracketed(reference, partial(faiss_search, p, g), rounds)
+        worst = float(np.abs(top - faiss_top).max())
+        line += (f"; faiss IndexFlatIP top-5 at {statistics.median(faiss_ratios):.2f} (rounds "
+                 f"{', '.join(f'{r:.2f}' for r in faiss_ratios)}), peak +{faiss_peak:,.0f} MiB; lrbench / faiss "
+                 f"{statistics.median(ratios) / statistics.median(faiss_ratios):.2f}; top-5 scores agree to "
+                 f"{worst:.1e}")
+    print(line, flush=True)
+    return worst
 
 
 if __name__ == "__main__":
