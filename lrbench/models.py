@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
 
@@ -72,14 +73,14 @@ def check_network_size(spec: BackboneSpec, given: dict | None) -> None:
         if "overflow" in str(exc).lower():  # a tensor whose size in bytes does not fit in 64 bits
             raise UsageError(
                 f"--option {named}: backbone {spec.name!r} would have tensors too large for 64-bit sizes, beyond "
-                f"any memory (here {_gib(available)} are available)"
+                f"any memory (here {_bytes(available)} are available)"
             ) from None
         return
     if size > available:
         count = sum(t.numel() for t in network.parameters())
         raise UsageError(
-            f"--option {named}: backbone {spec.name!r} would have {count:.3g} parameters ({_gib(size)} of "
-            f"tensors), more than the {_gib(available)} of memory available here"
+            f"--option {named}: backbone {spec.name!r} would have {count:.3g} parameters ({_bytes(size)} of "
+            f"tensors), more than the {_bytes(available)} of memory available here"
         )
 
 
@@ -101,8 +102,11 @@ def _available_memory() -> int | None:
     return min(limits) if limits else None
 
 
-def _gib(size: int) -> str:
-    return f"{size / 2**30:.3g} GiB"
+def _bytes(size: int) -> str:
+    """``47.9 MiB``, ``1.74 TiB``: the largest binary unit that keeps the number at least 1."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    exponent = min(int(math.log(max(size, 1), 1024)), len(units) - 1)
+    return f"{size / 1024**exponent:.3g} {units[exponent]}"
 
 
 def check_embedding_size(spec: BackboneSpec, model: torch.nn.Module, options: dict) -> None:

@@ -22,7 +22,7 @@ def test_options_making_the_network_larger_than_memory_are_refused_naming_them_a
     with pytest.raises(UsageError) as caught:
         build_backbone(registry.backbone("sphereface"), "random", {"width": 1.0, "depth": 4})  # width 1 is the default
     assert str(caught.value) == ("--option depth=4: backbone 'sphereface' would have 1.26e+07 parameters "
-                                 "(0.0468 GiB of tensors), more than the 0.0312 GiB of memory available here")
+                                 "(47.9 MiB of tensors), more than the 32 MiB of memory available here")
 
 
 def test_a_network_that_fits_is_built_as_before(memory):
@@ -60,7 +60,7 @@ def test_width_1e6_is_one_line_with_the_estimated_size(tmp_path, synth_data):
     result = invoke("run", "-b", "sphereface", "-w", "random", "--option", "width=1e6", "--option", "depth=4",
                     "--data", synth_data.lfw_root, "--out", tmp_path / "out")
     line = one_line_error(result, 2, "--option depth=4 width=1e+06: backbone 'sphereface' would have 1.55e+18 "
-                                     "parameters (5.77e+09 GiB of tensors), more than the ")
+                                     "parameters (5.37 EiB of tensors), more than the ")
     assert line.endswith(" of memory available here")
 
 
