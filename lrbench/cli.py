@@ -271,7 +271,7 @@ def landmarks(data, out, detector, detector_options, detector_weights, pick, dev
     Paths are relative to DATA. An interrupted call keeps what it detected; run the same command again to
     continue.
     """
-    from .detection import find_images, load_detector, without_landmarks_path, write_landmark_file
+    from .detection import escape_field, find_images, load_detector, without_landmarks_path, write_landmark_file
     from .engine import resolve_device
     from .errors import brief_list
     from .fileio import OutputLock, check_writable
@@ -288,7 +288,7 @@ def landmarks(data, out, detector, detector_options, detector_weights, pick, dev
                    "(--overwrite detects again)")
         return
     if summary.without:
-        first = [f"{rel} ({why})" for rel, why in summary.without.items()]
+        first = [f"{escape_field(rel)} ({escape_field(why)})" for rel, why in summary.without.items()]
         warn(f"{len(summary.without)} of {summary.images} images have no landmarks (listed in "
              f"{without_landmarks_path(out)}): {brief_list(first, 3)}")
     resumed = f"; {summary.resumed} from the interrupted call before" if summary.resumed else ""

@@ -123,9 +123,12 @@ def pick_face(faces: list[Face], width: int, height: int, how: str = "center") -
 
 
 def _unwritable(rel: str) -> str | None:
-    """Why a landmark file cannot name this image, if it cannot: its lines are split at white space."""
+    """Why a landmark file cannot name this image, if it cannot: its lines are split at white space, and a
+    backslash in a path is read as a folder separator (as Windows tools write them)."""
     if any(character.isspace() for character in rel):
         return "its path contains white space, which a landmark file cannot hold; rename it"
+    if "\\" in rel:
+        return "its path contains a backslash, which a landmark file reads as a folder separator; rename it"
     return None
 
 

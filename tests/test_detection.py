@@ -11,12 +11,13 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from full_disk import fill_disk
 from PIL import Image
 
 from lrbench import DetectorSpec, Face, hookimpl
 from lrbench.align import AlignmentError, check_landmarks
 from lrbench.cli import cli
-from lrbench.detection import read_rgb
+from lrbench.detection import escape_field, read_rgb, read_without_landmarks, unescape_field
 from lrbench.landmarks import read_landmark_lines, read_landmarks
 
 
@@ -368,3 +369,78 @@ def test_an_image_whose_path_a_landmark_file_cannot_hold_is_listed_with_the_reas
     assert list(read_landmarks(tmp_path / "l.txt")) == ["face.jpg"]
     assert (tmp_path / "l.noface.txt").read_text().splitlines()[1:] == [
         "my face.jpg\tits path contains white space, which a landmark file cannot hold; rename it"]
+
+
+# -- what `lrbench landmarks` may replace, and names a line cannot hold --------------------------------------------
+
+
+def test_overwrite_never_replaces_a_file_lrbench_did_not_write(lookup, raw, tmp_path):
+    root, _ = raw
+    out = tmp_path / "landmarks.txt"
+    out.write_text("img.jpg 1 2 3 4 5 6 7 8 9 10\n")  # someone's own landmark file
+    result = landmarks_cmd(root, "--out", out, "--overwrite")
+    assert result.exit_code == 2 and result.stderr == (
+        f"Error: --out {out}: already exists and is not a landmark file lrbench wrote, so lrbench will not replace "
+        "it; choose another file\n")
+    assert out.read_text() == "img.jpg 1 2 3 4 5 6 7 8 9 10\n" and lookup.seen == 0
+
+
+def test_overwrite_never_replaces_one_of_the_images_it_scans(lookup, raw):
+    root, _ = raw
+    image = root / "person0" / "0.jpg"
+    before = image.read_bytes()
+    result = landmarks_cmd(root, "--out", image, "--overwrite")
+    assert result.exit_code == 2 and result.stderr == (
+        f"Error: --out {image}: already exists and is one of the images under {root}, so lrbench will not replace "
+        "it; choose another file\n")
+    assert image.read_bytes() == before
+
+
+def test_a_list_beside_out_that_lrbench_did_not_write_is_kept(lookup, raw, tmp_path):
+    root, _ = raw
+    listing = tmp_path / "landmarks.noface.txt"
+    listing.write_text("my notes on faces\n")
+    result = landmarks_cmd(root, "--out", tmp_path / "landmarks.txt")
+    assert result.exit_code == 2 and result.stderr == (
+        f"Error: --out {tmp_path / 'landmarks.txt'}: {listing} (where the images without landmarks go) already "
+        "exists and is not such a list written by lrbench, so lrbench will not replace it; move it or choose "
+        "another --out\n")
+    assert listing.read_text() == "my notes on faces\n" and not (tmp_path / "landmarks.txt").exists()
+
+
+def test_names_with_a_tab_newline_or_backslash_are_listed_so_that_they_read_back(lookup, synth_data, truth, tmp_path):
+    root = tmp_path / "raw"
+    root.mkdir()
+    odd = ["tab\there.jpg", "new\nline.jpg", "carriage\rreturn.jpg", "back\\slash\\t.jpg"]
+    for name in [*odd, "plain.jpg"]:
+        shutil.copy(synth_data.lfw_images / sorted(truth)[0], root / name)
+    result = landmarks_cmd(root, "--out", tmp_path / "l.txt")
+    assert result.exit_code == 0, result.output
+    listing = tmp_path / "l.noface.txt"
+    lines = listing.read_text().split("\n")
+    assert len(lines) == 1 + 4 + 1 and all(line.count("\t") == 1 for line in lines[1:-1])  # header, 4 names, end
+    whitespace = "its path contains white space, which a landmark file cannot hold; rename it"
+    backslash = "its path contains a backslash, which a landmark file reads as a folder separator; rename it"
+    assert read_without_landmarks(listing) == {**dict.fromkeys(odd[:3], whitespace), odd[3]: backslash}
+    assert list(read_landmarks(tmp_path / "l.txt")) == ["plain.jpg"]
+    assert len(result.stderr.strip().splitlines()) == 1  # the warning names them escaped, on one line
+    assert "carriage\\rreturn.jpg" in result.stderr and "new\\nline.jpg" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["plain", "a\tb", "a\nb\r", "a\\tb", "ends\\", "\\\\n", ""])
+def test_escaped_fields_read_back_exactly(text):
+    assert "\t" not in escape_field(text) and "\n" not in escape_field(text)
+    assert unescape_field(escape_field(text)) == text
+
+
+def test_a_full_disk_leaves_the_previous_landmark_file_and_list_as_they_were(lookup, raw, tmp_path, monkeypatch):
+    root, _ = raw
+    out = tmp_path / "out" / "landmarks.txt"
+    assert landmarks_cmd(root, "--out", out).exit_code == 0
+    before = {path.name: path.read_bytes() for path in out.parent.iterdir()}
+    assert sorted(before) == ["landmarks.noface.txt", "landmarks.txt"]
+    fill_disk(monkeypatch, out.parent, calls=("fsync",))
+    result = landmarks_cmd(root, "--out", out, "--overwrite", "--pick", "largest")
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {out}: cannot write it (No space left on device)\n"
+    assert {path.name: path.read_bytes() for path in out.parent.iterdir()} == before

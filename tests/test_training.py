@@ -516,6 +516,46 @@ def test_resume_keeps_the_runs_settings(data, tmp_path):
     assert again.exit_code == 2 and f"--resume {out}" in again.output
 
 
+# -- what a training run may replace ---------------------------------------------------------------------------
+
+
+def test_a_new_run_never_replaces_files_lrbench_did_not_write(data, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = {"model.pt": b"my own weights", "log.jsonl": b"my own notes\n", "summary.json": b'{"mine": 1}\n'}
+    for name, content in mine.items():
+        (out / name).write_bytes(content)
+    result = invoke(*classify_args(data, out, "--steps", 1))
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"Error: --out {out}: holds log.jsonl, model.pt, summary.json, which a new training run would replace or mix "
+        "with, so lrbench will not start one there; choose a new or empty folder"
+    )
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == mine
+
+
+def test_a_new_run_starts_where_a_killed_one_left_only_its_log_and_temporaries(data, tmp_path):
+    out = tmp_path / "hr"
+    out.mkdir()
+    (out / "log.jsonl").write_text('{"step": 1, "epoch": 0, "loss": 9.5}\n{"step": 2, "ep')  # cut by the kill
+    (out / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    assert invoke(*classify_args(data, out, "--steps", 2)).exit_code == 0
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert rows and all(row["loss"] != 9.5 for row in rows)  # this run's log only, every line whole
+    assert sorted(path.name for path in out.iterdir()) == ["last.pt", "log.jsonl", "model.pt", "summary.json"]
+
+
+def test_a_full_disk_while_training_is_one_line_naming_the_checkpoint(data, tmp_path, monkeypatch):
+    from full_disk import fill_disk
+
+    out = tmp_path / "hr"
+    fill_disk(monkeypatch, tmp_path, calls=("fsync",))
+    result = invoke(*classify_args(data, out, "--steps", 2))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"Error: {out / LAST}: cannot write it (No space left on device)"
+    assert sorted(path.name for path in out.iterdir()) == ["log.jsonl"]  # no temporary file, no lock
+
+
 # -- errors before training ------------------------------------------------------------------------------------
 
 
