@@ -11,7 +11,7 @@ import torch
 
 from .errors import LrbenchError, UsageError
 from .progress import stderr_console
-from .specs import BackboneSpec, _same
+from .specs import BackboneSpec, same_value
 
 
 def build_backbone(spec: BackboneSpec, weights: str | None, options: dict | None = None) -> torch.nn.Module:
@@ -58,7 +58,7 @@ def check_network_size(spec: BackboneSpec, given: dict | None) -> None:
     """
     given = given or {}
     changed = {name: given[name] for name, default in spec.options.items()
-               if name in given and not _same(given[name], default)}  # in the order the backbone declares them
+               if name in given and not same_value(given[name], default)}  # in the order the backbone declares them
     available = _available_memory() if changed else None
     if available is None:
         return

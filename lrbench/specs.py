@@ -100,14 +100,14 @@ class _Options:
                 if takes_any:
                     continue
                 raise ValueError(f"{kind} {self.name!r}: option {name!r} is not a keyword argument of {role}()")
-            if parameter.default is not parameter.empty and not _same(parameter.default, declared):
+            if parameter.default is not parameter.empty and not same_value(parameter.default, declared):
                 raise ValueError(
                     f"{kind} {self.name!r}: option {name!r} is declared with default {declared!r} but {role}() "
                     f"defaults it to {parameter.default!r}; make them equal"
                 )
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     """Equal value and type (20 and 20.0 parse and behave differently)."""
     try:
         return type(a) is type(b) and bool(a == b)
