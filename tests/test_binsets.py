@@ -1,11 +1,13 @@
 """insightface .bin sets: the restricted reader, ``lrbench run --protocol FILE.bin`` and ``lrbench bin make``."""
 
 import builtins
+import errno
 import io
 import json
 import os
 import pickle
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from lrbench import ARCFACE_112x112, BackboneSpec, InputSpec, hookimpl
 from lrbench.binsets import fold_ids, load_bin, read_bin
 from lrbench.cli import cli
 from lrbench.engine import EvalSettings, evaluate
-from lrbench.errors import DataError, UsageError
+from lrbench.errors import DataError, LrbenchError, UsageError
 from lrbench.fileio import sha256_file
 
 
@@ -82,6 +84,39 @@ def test_a_damaged_unpacked_image_is_unpacked_again(tmp_path):
     damaged = first.root / first.images[5]
     damaged.write_bytes(damaged.read_bytes()[:10])
     assert (load_bin(path, tmp_path / "cache").root / first.images[5]).read_bytes() == small_set(10)[0][5]
+
+
+def refuse_writes_under(monkeypatch, folder: Path | None) -> None:
+    """``Path.write_bytes`` fails with ENOSPC under ``folder`` (everywhere if None), as on a full disk."""
+    real = Path.write_bytes
+
+    def write_bytes(path, data):
+        if folder is None or Path(folder) in path.parents:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+
+
+def test_a_cache_folder_that_cannot_take_the_images_falls_back_to_a_temporary_folder(tmp_path, monkeypatch, capsys):
+    path = write_bin(tmp_path / "set.bin", small_set(10))
+    cache = tmp_path / "cache"
+    refuse_writes_under(monkeypatch, cache)
+    pairs = load_bin(path, cache)
+    assert cache not in pairs.root.parents and all((pairs.root / name).is_file() for name in pairs.images)
+    assert (f"crop cache {cache}: cannot write there (No space left on device); unpacking set.bin into a temporary "
+            "folder") in capsys.readouterr().err
+    assert list(cache.iterdir()) == []  # nothing half-unpacked left in the cache
+
+
+def test_a_temporary_folder_that_cannot_take_them_either_is_one_line_and_removed(tmp_path, monkeypatch):
+    path = write_bin(tmp_path / "set.bin", small_set(10))
+    refuse_writes_under(monkeypatch, None)
+    with pytest.raises(LrbenchError) as caught:
+        load_bin(path, tmp_path / "cache")
+    folder, _, reason = one_line(caught).partition(": ")
+    assert Path(folder).name.startswith("lrbench-bin-") and reason == "cannot write it (No space left on device)"
+    assert not Path(folder).exists()
 
 
 def test_landmarks_for_a_bin_are_refused_as_it_holds_aligned_crops(tmp_path):
@@ -196,6 +231,16 @@ def test_a_truncated_bin_is_one_line(tmp_path):
     assert one_line(caught) == f"{path}: truncated: the file ends inside its pickle (an incomplete download?)"
 
 
+@pytest.mark.parametrize("opcode", [b"\x8e", b"\x8d", b"\x96"])  # BINBYTES8, BINUNICODE8, BYTEARRAY8
+def test_a_bin_claiming_more_bytes_than_the_file_holds_is_refused_before_anything_is_allocated(tmp_path, opcode):
+    path = tmp_path / "huge.bin"
+    path.write_bytes(b"\x80\x05" + opcode + struct.pack("<Q", 10**12) + b"not a terabyte")
+    with pytest.raises(DataError) as caught:
+        read_bin(path)
+    assert one_line(caught) == (f"{path}: at byte 11 its pickle claims an object of 1,000,000,000,000 bytes, but the "
+                                "whole file holds 25 bytes; a damaged or hostile .bin")
+
+
 def test_bytes_after_the_pickle_are_refused(tmp_path):
     path = tmp_path / "tail.bin"
     path.write_bytes(pickle.dumps(small_set(10), protocol=4) + b"junk")
@@ -296,6 +341,18 @@ def test_a_made_bin_runs_to_exactly_the_accuracy_of_the_direct_run(plugin_manage
     manifest = from_bin.manifest
     assert manifest["data"]["pairs_sha256"] == sha256_file(made_bin) and manifest["settings"]["aligned"] is True
     assert manifest["protocol"] == "synth.bin" and manifest["data"]["folds"] == 10
+
+
+def test_bin_make_overwrite_never_replaces_a_file_that_is_not_a_bin(synth_data, tmp_path):
+    out = tmp_path / "faces.bin"
+    out.write_text("my own notes")
+    result = CliRunner().invoke(cli, ["bin", "make", "--data", str(synth_data.lfw_root), "--out", str(out),
+                                      "--overwrite"])
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"Error: --out {out}: already exists and is not a .bin verification set, so lrbench will not replace it; "
+        "choose another file"
+    ]
+    assert out.read_text() == "my own notes"
 
 
 def test_bin_make_keeps_an_existing_file_without_overwrite(made_bin, synth_data):
