@@ -3,7 +3,7 @@
     python benchmarks/bench_identification.py [--gallery 200000 1000000] [--probes 4000] [--rounds 3]
                                               [--dim 512] [--device cpu]
 
-On the same random unit features (every probe with a mate), for each gallery size:
+On the same random unit features (every probe with a mate; see ``inputs``), for each gallery size:
 
 - reference: one pass of the chunk products alone (``torch`` matrix products of the same probe × gallery
   chunks lrbench uses, results thrown away): the physical limit of an exact search in that backend;
@@ -32,13 +32,19 @@ import torch
 
 
 def inputs(probes: int, gallery: int, dim: int, seed: int = 0):
+    """Unit gallery features, two entries per identity, and probes at a cosine to one of their mates spread
+    evenly over 0 … 0.9, so that ranks range from 1 (most) to a large part of the gallery (some), as in a sweep
+    from high to low resolution."""
     rng = np.random.default_rng(seed)
     g = rng.standard_normal((gallery, dim), dtype=np.float32)
     g /= np.linalg.norm(g, axis=1, keepdims=True)
     gallery_ids = rng.integers(0, gallery // 2, gallery)
     mates = rng.integers(0, gallery, probes)
-    p = g[mates] + 0.5 * rng.standard_normal((probes, dim), dtype=np.float32) / np.sqrt(dim)  # near a mate
-    p = (p / np.linalg.norm(p, axis=1, keepdims=True)).astype(np.float32)
+    away = rng.standard_normal((probes, dim), dtype=np.float32)
+    away /= np.linalg.norm(away, axis=1, keepdims=True)
+    cosine = rng.uniform(0, 0.9, (probes, 1)).astype(np.float32)
+    p = cosine * g[mates] + np.sqrt(1 - cosine**2) * away
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
     return p, g, gallery_ids[mates], gallery_ids
 
 

@@ -208,15 +208,16 @@ def _sweep(probes, gallery, rows, opened, mates, metric, device, gallery_chunk, 
                     continue
                 scores = _scores(probes[start:stop], block, metric)
                 tile = scores.numpy() if scores.device.type == "cpu" else scores  # numpy's row reductions are faster
+                row_max = _host(_row_max(tile))  # rows whose maximum is below a threshold need no look
                 if top is not None:
-                    top.add(start, tile, block_open, g)
+                    top.add(start, tile, row_max, block_open, g)
                 if not count:
                     continue
                 mine = (mate_probe[first:last] >= start) & (mate_probe[first:last] < stop)
                 at = _like(tile, mate_probe[first:last][mine] - start), _like(tile, mate_entry[first:last][mine] - g)
                 np.maximum.at(rivals.best, mate_probe[first:last][mine], _host(tile[at]))
                 tile[at] = -np.inf  # mates are no rivals
-                rivals.add(start, tile, block_open)
+                rivals.add(start, tile, row_max, block_open)
             steps.advance(len(block))
 
 
@@ -230,10 +231,9 @@ class _TopK:
         self.index = np.full((n, k), -1, dtype=np.int64)
         self.open_best = np.full(n, -np.inf, dtype=np.float32)
 
-    def add(self, start: int, tile, block_open: np.ndarray, offset: int) -> None:
+    def add(self, start: int, tile, row_max: np.ndarray, block_open: np.ndarray, offset: int) -> None:
         """Merge one tile of scores of probes ``start …`` against entries ``offset …``."""
         stop = start + len(tile)
-        row_max = _host(_row_max(tile))
         if block_open.all():
             np.maximum(self.open_best[start:stop], row_max, out=self.open_best[start:stop])
         elif block_open.any():
@@ -247,13 +247,16 @@ class _TopK:
             floor[filling] = -np.inf
             if tile.shape[1] > self.k:
                 floor[filling] = np.nextafter(_host(_kth_largest(tile[_like(tile, filling)], self.k)), -np.inf)
-        if not (row_max > floor).any():
+        rows, part = _pick(tile, row_max > floor)
+        if not len(rows):
             return
-        row, column = _nonzero(tile > _like(tile, floor[:, None]))
+        row, column = _nonzero(part > _like(tile, floor[rows, None]))
+        found = _host(part[_like(tile, row), _like(tile, column)])
+        row = rows[row]
         rows = np.unique(row)
         held = self.index[start + rows] >= 0
         probe = np.concatenate([np.repeat(rows, self.k)[held.ravel()], row])
-        score = np.concatenate([self.scores[start + rows][held], _host(tile[_like(tile, row), _like(tile, column)])])
+        score = np.concatenate([self.scores[start + rows][held], found])
         entry = np.concatenate([self.index[start + rows][held], column + offset])
         order = np.lexsort((entry, -score, probe))
         probe, score, entry = probe[order], score[order], entry[order]
@@ -279,25 +282,28 @@ class _Rivals:
         self.kept = np.zeros(len(lo), dtype=np.int64)
         self.near: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (probe, score, open) of near ties
 
-    def add(self, start: int, tile, block_open: np.ndarray) -> None:
+    def add(self, start: int, tile, row_max: np.ndarray, block_open: np.ndarray) -> None:
         """Count one tile of scores (mates already at −inf) of probes ``start …``."""
-        stop = start + len(tile)
-        lo, hi = _like(tile, self.lo[start:stop, None]), _like(tile, self.hi[start:stop, None])
-        over = tile >= hi if self.exact else tile > hi
-        counted = _count_rows(over)
-        self.above[start:stop] += counted
-        if block_open.all():
-            self.above_open[start:stop] += counted
-        elif block_open.any():
-            self.above_open[start:stop] += _count_rows(over[:, _like(tile, np.flatnonzero(block_open))])
-        if self.exact:
-            return
-        rows = np.flatnonzero(_count_rows(tile >= lo) > counted)  # rows with entries within [lo, hi]
+        lo, hi = self.lo[start : start + len(tile)], self.hi[start : start + len(tile)]
+        rows, part = _pick(tile, (row_max >= lo) & (lo > -np.inf))  # a probe without a mate has no rivals
         if not len(rows):
             return
-        sub = tile[_like(tile, rows)]
-        row, column = _nonzero((sub >= lo[_like(tile, rows)]) & ~(sub > hi[_like(tile, rows)]))
-        probe = start + rows[row]
+        lo, hi = _like(tile, lo[rows, None]), _like(tile, hi[rows, None])
+        over = part >= hi if self.exact else part > hi
+        counted = _count_rows(over)
+        self.above[start + rows] += counted
+        if block_open.all():
+            self.above_open[start + rows] += counted
+        elif block_open.any():
+            self.above_open[start + rows] += _count_rows(over[:, _like(tile, np.flatnonzero(block_open))])
+        if self.exact:
+            return
+        near_rows = np.flatnonzero(_count_rows(part >= lo) > counted)  # rows with entries within [lo, hi]
+        if not len(near_rows):
+            return
+        sub, at = part[_like(tile, near_rows)], _like(tile, near_rows)
+        row, column = _nonzero((sub >= lo[at]) & ~(sub > hi[at]))
+        probe = start + rows[near_rows[row]]
         counted_probes, count = np.unique(probe, return_counts=True)
         self.kept[counted_probes] += count
         keep = self.kept[probe] <= _NEAR_CAP
@@ -330,6 +336,14 @@ def _host(value) -> np.ndarray:
 def _like(tile, values: np.ndarray):
     """``values`` where ``tile`` lives: as they are for numpy, a tensor on the tile's device otherwise."""
     return values if isinstance(tile, np.ndarray) else torch.as_tensor(values, device=tile.device)
+
+
+def _pick(tile, wanted: np.ndarray):
+    """The rows of a tile that need a look, and those rows: the whole tile when most do (no copy)."""
+    rows = np.flatnonzero(wanted)
+    if 2 * len(rows) > len(wanted):
+        return np.arange(len(wanted)), tile
+    return rows, tile[_like(tile, rows)]
 
 
 def _row_max(tile):
