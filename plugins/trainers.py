@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import click
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrbench import DataError, TrainerSpec, UsageError, hookimpl
+from lrbench import DataError, TrainerSpec, UsageError, hookimpl, read_state_dict
 from lrbench.training import (
     HEADS,
+    LAST,
     CropBatches,
     MarginHead,
     Ranks,
@@ -36,6 +38,7 @@ from lrbench.training import (
 )
 
 FEATURE_LOSSES = ("mse", "cosine")
+PROJECTION = "projection.pt"  # a distillation run's student → teacher feature projection, beside model.pt
 
 
 def _head(name: str, dim: int, classes: int, scale: float | None, margin: float | None) -> MarginHead:
@@ -98,20 +101,33 @@ class ClassifyTask:
 
 
 class Distiller(nn.Module):
-    """A student, its feature loss and optionally a classification head; ``forward`` returns the loss."""
+    """A student, its feature loss and optionally a classification head; ``forward`` returns the loss.
 
-    def __init__(self, backbone: nn.Module, feature_loss: str, head: MarginHead | None, cls_weight: float):
+    ``projection`` (a linear map, learned with the student) carries the student's features into the teacher's
+    space when their lengths differ; the classification head sees the student's own features.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_loss: str,
+        head: MarginHead | None,
+        cls_weight: float,
+        projection: nn.Linear | None = None,
+    ):
         super().__init__()
         self.backbone, self.head, self.feature_loss, self.cls_weight = backbone, head, feature_loss, cls_weight
+        self.projection = projection
 
     def forward(self, images, targets, labels=None, step: int = 0) -> torch.Tensor:
         embeddings = self.backbone(images)
         with torch.autocast(images.device.type, enabled=False):
             embeddings = embeddings.float()
+            mimic = embeddings if self.projection is None else self.projection(embeddings)
             if self.feature_loss == "mse":
-                loss = F.mse_loss(embeddings, targets)
+                loss = F.mse_loss(mimic, targets)
             else:
-                loss = (1 - F.cosine_similarity(embeddings, targets)).mean()
+                loss = (1 - F.cosine_similarity(mimic, targets)).mean()
             if self.head is not None:
                 loss = loss + self.cls_weight * F.cross_entropy(self.head(embeddings, labels, step), labels)
         return loss
@@ -139,16 +155,27 @@ class DistillTask:
         if same and not config["student_weights"]:
             # The teacher's weights as they were loaded, whatever their source (a file, or the backbone's
             # default such as weights shipped with a package), not a second reading of --teacher-weights.
-            self.spec, student = trainable_network(name, "random", options, "--student-option")
+            try:
+                self.spec, student = trainable_network(name, "random", options, "--student-option")
+            except UsageError:  # what cannot be built untrained (a model file: onnx, torchscript) cannot learn
+                raise UsageError(
+                    f"--teacher {name}: runs a model file, whose network is not trained here; name the student's "
+                    "backbone with --student (e.g. --student iresnet)"
+                ) from None
             student.load_state_dict(self.teacher.state_dict())
         else:
             self.spec, student = trainable_network(name, config["student_weights"], options, "--student-option")
         self.dfs = dfs_option(config["df"], self.spec.input.template, "--df")
         self.degrade = degradation(config["degradation"], config["degradation_option"])
         dims = embedding_size(self.teacher, self.teacher_spec.input), embedding_size(student, self.spec.input)
-        if dims[0] != dims[1]:
-            raise UsageError(
-                f"--student {name}: embeds {dims[1]}-d, the teacher {dims[0]}-d; the feature loss needs equal sizes"
+        projection = None if dims[0] == dims[1] else nn.Linear(dims[1], dims[0])
+        self.projection = None if projection is None else {"student": dims[1], "teacher": dims[0], "file": PROJECTION}
+        if projection is not None and ranks.main:
+            click.echo(
+                f"distill: the student embeds {dims[1]}-d, the teacher {dims[0]}-d: a linear projection "
+                f"{dims[1]} → {dims[0]}, learned with the student, carries its features to the teacher's for the "
+                f"loss (saved as {PROJECTION}; evaluation uses the student's own {dims[1]}-d features)",
+                err=True,
             )
         templates = {"student": self.spec.input.template}
         if self.teacher_spec.input.template != self.spec.input.template:
@@ -159,7 +186,7 @@ class DistillTask:
             if not folder.has_labels:
                 raise DataError(f"{folder.root}: --cls-weight needs identity folders (one sub-folder per person)")
             head = _head(config["cls_loss"], dims[1], len(folder.identities), config["scale"], config["margin"])
-        self.module = Distiller(student, config["loss"], head, config["cls_weight"])
+        self.module = Distiller(student, config["loss"], head, config["cls_weight"], projection)
         self.teacher.to(ranks.device, memory_format=torch.channels_last)
         self.targets, self.cache_s = None, None
         if config["teacher_cache"]:
@@ -179,6 +206,7 @@ class DistillTask:
         self.flip = config["flip"]
         self.backbone_name, self.backbone_options = name, tuple(options)
         self.data = folder.describe()
+        self.teacher_name = config["teacher"]
 
     def inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         images = network_input(batch["student"], self.spec.input, device, batch["df"], self.degrade)
@@ -200,13 +228,14 @@ class DistillTask:
             else {"features": self.targets.shape[0] * self.targets.shape[1], "seconds": round(self.cache_s, 2)}
         )
         return {"images": len(self.dataset), "identities": self.data["identities"], "data": self.data,
-                "teacher_cache": cached}
+                "teacher": self.teacher_name, "projection": self.projection, "teacher_cache": cached}
 
 
-def _train(ctx: click.Context, trainer: str, params: dict, task) -> None:
+def _train(ctx: click.Context, trainer: str, params: dict, task) -> tuple[dict, dict]:
+    """Train; (configuration, summary) on every process, the summary printed by the first."""
     config, state = resolve_config(ctx, trainer, params)
     summary = train(trainer, config, loop_settings(config), task, state)
-    if os.environ.get("RANK", "0") == "0":
+    if _main_process():
         found = f"{summary['images']:,} images"
         if summary["identities"]:
             found += f" of {summary['identities']:,} identities"
@@ -216,6 +245,23 @@ def _train(ctx: click.Context, trainer: str, params: dict, task) -> None:
             f"{summary['images_per_s']:.0f} images/s; loss {summary['loss_first']:.4g} → {summary['loss_last']:.4g}; "
             f"model: {config['out']}/model.pt"
         )
+    return config, summary
+
+
+def _main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def save_projection(out: Path) -> Path:
+    """The trained projection (the ``projection.*`` entries of the final checkpoint's head) as ``projection.pt``:
+    ``weight`` (teacher × student) and ``bias``; ``features @ weight.T + bias`` is the student in the teacher's
+    space."""
+    head = read_state_dict(out / LAST, key="head")
+    state = {key.removeprefix("projection."): value for key, value in head.items() if key.startswith("projection.")}
+    temporary = out / f".{PROJECTION}.tmp"
+    torch.save(state, temporary)
+    os.replace(temporary, out / PROJECTION)
+    return out / PROJECTION
 
 
 def _head_options(function):
@@ -256,13 +302,21 @@ def classify(ctx, **params):
 @click.command()
 @loop_options(lr=3e-4)
 @data_options
-@click.option("--teacher", help="Registered backbone of the frozen high-resolution teacher (required).")
+@click.option(
+    "--teacher",
+    help="Registered backbone of the frozen high-resolution teacher (required): e.g. dlib-resnet, iresnet, or any "
+    "network as a model file: onnx or torchscript with --teacher-weights FILE and --teacher-option preset=NAME.",
+)
 @click.option(
     "--teacher-weights",
     help="Its checkpoint (e.g. a classify run's model.pt; default: the backbone's default weights, if it has any).",
 )
 @click.option("--teacher-option", multiple=True, metavar="NAME=VALUE", help="A teacher backbone option.")
-@click.option("--student", help="The student's backbone (default: the teacher's, initialised from its weights).")
+@click.option(
+    "--student",
+    help="The student's backbone (default: the teacher's, initialised from its weights; required for a model-file "
+    "teacher). Embedding lengths may differ: a learned linear projection then maps the student's onto the teacher's.",
+)
 @click.option(
     "--student-weights",
     help="The student's initial weights ('random': fresh; default: the teacher's for the teacher's backbone "
@@ -311,7 +365,9 @@ def distill(ctx, **params):
     """Teach a student on degraded faces to reproduce a frozen teacher's features on the originals."""
     if not params["teacher"] and not params["resume"]:  # a resumed run has its teacher in its configuration
         raise UsageError("--teacher NAME is required: the registered backbone of the frozen teacher")
-    _train(ctx, "distill", params, DistillTask)
+    config, summary = _train(ctx, "distill", params, DistillTask)
+    if summary["projection"] and _main_process():
+        save_projection(Path(config["out"]))
 
 
 @hookimpl
