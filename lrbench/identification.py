@@ -7,13 +7,15 @@ that, to a running top-k), so memory grows with the chunk sizes, not with the ga
 
 from __future__ import annotations
 
+import posixpath
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, brief_list
 from .progress import ProgressMode, progress_bar, warn
 from .specs import IdentificationSet
 
@@ -108,6 +110,7 @@ def search(
     gallery_chunk: int | None = None,
     device: torch.device | str = "cpu",
     gallery_rows: np.ndarray | None = None,
+    left_out: np.ndarray | None = None,
     show_progress: ProgressMode | bool = "off",
     description: str = "search",
 ) -> Search:
@@ -115,7 +118,9 @@ def search(
 
     ``gallery_rows`` picks the search gallery's rows of ``gallery`` (default: all; gathered a chunk at a time,
     never copied whole); ``probe_ids`` and ``gallery_ids`` are integer identity codes (``NO_ID`` matches
-    nothing); ``open_gallery`` marks the entries of the open-set gallery (default: all).
+    nothing); ``open_gallery`` marks the entries of the open-set gallery (default: all); ``left_out`` gives
+    per probe one entry its search leaves out (−1: none; a leave-one-out protocol's own image); the chunk
+    sizes default to ``CHUNKS`` for the device.
 
     Each probe's best mate score is first computed from its few mates alone. One pass over the gallery then
     keeps the running top-k and open-set best and counts the other identities' entries scoring at least that
@@ -132,11 +137,13 @@ def search(
     probe_codes, gallery_codes = np.asarray(probe_ids, dtype=np.int64), np.asarray(gallery_ids, dtype=np.int64)
     opened = np.ones(n_gallery, bool) if open_gallery is None else np.asarray(open_gallery, bool)
     probes = (_unit(probes.float()) if metric == "cosine" else probes.float()).to(device)
-    mates = _mate_pairs(probe_codes, gallery_codes)
+    left_out = np.full(n_probes, -1) if left_out is None else np.asarray(left_out, dtype=np.int64)
+    mates = _mate_pairs(probe_codes, gallery_codes, left_out)
+    own = _by_entry(np.flatnonzero(left_out >= 0), left_out[left_out >= 0])
     tiles = [(start, min(start + probe_chunk, n_probes)) for start in range(0, n_probes, probe_chunk)]
     top = _TopK(n_probes, min(k, n_gallery))
     rivals = _Rivals(*_best_mate_bounds(probes, gallery, rows, *mates, metric, device))
-    pass_over = partial(_sweep, probes, gallery, rows, opened, mates, metric, device, gallery_chunk)
+    pass_over = partial(_sweep, probes, gallery, rows, opened, mates, own, metric, device, gallery_chunk)
     pass_over(tiles, rivals, top, show_progress, description)
     above, above_open = rivals.settled()
     recount = rivals.unsettled()
@@ -158,16 +165,31 @@ def search(
     )
 
 
-def _mate_pairs(probe_codes: np.ndarray, gallery_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every (probe, gallery entry) pair of one identity, ordered by entry."""
+def _mate_pairs(probe_codes: np.ndarray, gallery_codes: np.ndarray, left_out: np.ndarray):
+    """Every (probe, gallery entry) pair of one identity but the entries left out, ordered by entry."""
     order = np.argsort(gallery_codes, kind="stable")
     ordered = gallery_codes[order]
     first = np.searchsorted(ordered, probe_codes, "left")
     count = np.where(probe_codes == NO_ID, 0, np.searchsorted(ordered, probe_codes, "right") - first)
     probe = np.repeat(np.arange(len(probe_codes)), count)
     entry = order[np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())]
-    by_entry = np.argsort(entry, kind="stable")
-    return probe[by_entry], entry[by_entry]
+    kept = entry != left_out[probe]
+    return _by_entry(probe[kept], entry[kept])
+
+
+def _by_entry(probe: np.ndarray, entry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(entry, kind="stable")
+    return probe[order], entry[order]
+
+
+def _in_tile(pairs, start: int, stop: int, first_entry: int, stop_entry: int):
+    """The (probe, entry) pairs within probes ``start:stop`` and entries ``first_entry:stop_entry``: the probes,
+    and their rows and columns in the tile."""
+    probe, entry = pairs
+    first, last = np.searchsorted(entry, [first_entry, stop_entry])
+    probe, entry = probe[first:last], entry[first:last]
+    mine = (probe >= start) & (probe < stop)
+    return probe[mine], probe[mine] - start, entry[mine] - first_entry
 
 
 def _best_mate_bounds(probes, gallery, rows, mate_probe, mate_entry, metric, device, batch: int = 65536):
@@ -192,30 +214,31 @@ def _best_mate_bounds(probes, gallery, rows, mate_probe, mate_entry, metric, dev
     return lo, hi
 
 
-def _sweep(probes, gallery, rows, opened, mates, metric, device, gallery_chunk, tiles, rivals: _Rivals,
+def _sweep(probes, gallery, rows, opened, mates, own, metric, device, gallery_chunk, tiles, rivals: _Rivals,
            top: _TopK | None, show_progress, description) -> None:
     """One pass over the gallery, block by block (each gathered and normalised once), each block against every
-    probe tile; ``top`` (when given) keeps the top-k and open-set best, ``rivals`` counts."""
-    mate_probe, mate_entry = mates
+    probe tile; ``top`` (when given) keeps the top-k and open-set best, ``rivals`` counts. ``mates`` and
+    ``own`` (the entries left out) are (probe, entry) pairs ordered by entry."""
     counting = [bool(np.isfinite(rivals.hi[start:stop]).any()) for start, stop in tiles]
     with progress_bar(description, len(rows), show_progress) as steps:
         for g in range(0, len(rows), gallery_chunk):
             block = _rows(gallery, rows[g : g + gallery_chunk], metric, device)
             block_open = opened[g : g + gallery_chunk]
-            first, last = np.searchsorted(mate_entry, [g, g + gallery_chunk])
             for (start, stop), count in zip(tiles, counting):
                 if top is None and not count:
                     continue
                 scores = _scores(probes[start:stop], block, metric)
                 tile = scores.numpy() if scores.device.type == "cpu" else scores  # numpy's row reductions are faster
+                _, row, column = _in_tile(own, start, stop, g, g + len(block))
+                tile[_like(tile, row), _like(tile, column)] = -np.inf  # as if the entry were not there
                 row_max = _host(_row_max(tile))  # rows whose maximum is below a threshold need no look
                 if top is not None:
                     top.add(start, tile, row_max, block_open, g)
                 if not count:
                     continue
-                mine = (mate_probe[first:last] >= start) & (mate_probe[first:last] < stop)
-                at = _like(tile, mate_probe[first:last][mine] - start), _like(tile, mate_entry[first:last][mine] - g)
-                np.maximum.at(rivals.best, mate_probe[first:last][mine], _host(tile[at]))
+                probe, row, column = _in_tile(mates, start, stop, g, g + len(block))
+                at = _like(tile, row), _like(tile, column)
+                np.maximum.at(rivals.best, probe, _host(tile[at]))
                 tile[at] = -np.inf  # mates are no rivals
                 rivals.add(start, tile, row_max, block_open)
             steps.advance(len(block))
@@ -406,8 +429,9 @@ def codes(gallery_ids: list[str], probe_ids: list[str]) -> tuple[np.ndarray, np.
 
 
 def check_set(ident: IdentificationSet, unique_gallery_ids: bool = False) -> None:
-    """Refuse what makes the numbers meaningless (nothing to search in or for, an image enrolled twice);
-    warn about probes that have no mate, which count as misses."""
+    """Refuse what makes the numbers meaningless (nothing to search in or for, an image enrolled twice, a probe
+    searched among its own image unless the protocol leaves it out); warn about probes that have no mate,
+    which count as misses."""
     gallery = np.asarray(ident.gallery, dtype=np.int64)
     if not len(gallery):
         raise DataError(f"{ident.source}: the gallery is empty")
@@ -415,10 +439,18 @@ def check_set(ident: IdentificationSet, unique_gallery_ids: bool = False) -> Non
         raise DataError(f"{ident.source}: there are no probes")
     if len(ident.gallery_ids) != len(gallery) or len(ident.probe_ids) != len(ident.probes):
         raise DataError(f"{ident.source}: one identity per gallery entry and per probe is needed")
-    enrolled = np.concatenate([gallery, _indices(ident.distractors)])
-    values, counts = np.unique(enrolled, return_counts=True)
-    if (counts > 1).any():
-        raise DataError(f"{ident.source}: gallery image {ident.images[values[counts > 1][0]]} is enrolled twice")
+    enrolled = [_image(ident, i) for i in np.concatenate([gallery, _indices(ident.distractors)])]
+    if len(set(enrolled)) < len(enrolled):
+        twice = next(image for image, count in Counter(enrolled).items() if count > 1)
+        raise DataError(f"{ident.source}: gallery image {twice} is enrolled twice")
+    overlap = sorted({_image(ident, i) for i in ident.probes} & set(enrolled)
+                     | {_image(ident, i) for i in _indices(ident.non_mated)} & set(enrolled[: len(gallery)]))
+    if overlap and not ident.leave_one_out:
+        raise DataError(
+            f"{ident.source}: {len(overlap)} probe images are also gallery images ({brief_list(overlap)}); a probe "
+            "searched among its own image is found at rank 1 whatever the model. Keep probes and gallery apart, "
+            "or declare leave_one_out = true to search each probe without its own entry"
+        )
     if unique_gallery_ids:
         seen: dict[str, int] = {}
         for index, identity in zip(gallery, ident.gallery_ids):
@@ -439,32 +471,52 @@ def _indices(value) -> np.ndarray:
     return np.zeros(0, dtype=np.int64) if value is None else np.asarray(value, dtype=np.int64)
 
 
+def _image(ident: IdentificationSet, index: int) -> str:
+    """An image's path as a comparable name (``a/./b.jpg`` and ``a/b.jpg`` are one image)."""
+    return posixpath.normpath(ident.images[index])
+
+
+def _own_entries(ident: IdentificationSet, probes: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+    """Per probe its own image's position among the search gallery's ``rows`` (−1: none), for a leave-one-out
+    protocol; None for others (``check_set`` refused any overlap)."""
+    if not ident.leave_one_out:
+        return None
+    position = {_image(ident, row): i for i, row in enumerate(rows)}
+    return np.array([position.get(_image(ident, probe), -1) for probe in probes], dtype=np.int64)
+
+
 def search_set(
     ident: IdentificationSet,
     gallery_features: torch.Tensor,
     probe_features: torch.Tensor,
     metric: str,
     device: torch.device | str = "cpu",
+    show_progress: ProgressMode | bool = "off",
+    description: str = "search",
 ) -> tuple[Search, Search | None, np.ndarray]:
     """Search the mated probes in gallery + distractors and the non-mated probes in the gallery.
 
-    ``*_features`` are (len(images), D) tensors with the needed rows filled. Returns the mated search, the
-    non-mated one (None without non-mated probes) and the search gallery's rows into ``images``.
+    ``*_features`` are (len(images), D) tensors with the needed rows filled (the search reads the gallery's
+    rows in place). Returns the mated search, the non-mated one (None without non-mated probes) and the search
+    gallery's rows into ``images``.
     """
     gallery, distractors = np.asarray(ident.gallery, dtype=np.int64), _indices(ident.distractors)
     rows = np.concatenate([gallery, distractors])
     gallery_codes, probe_codes = codes(ident.gallery_ids, ident.probe_ids)
     all_codes = np.concatenate([gallery_codes, np.full(len(distractors), NO_ID)])
     opened = np.concatenate([np.ones(len(gallery), bool), np.zeros(len(distractors), bool)])
-    g = gallery_features[torch.as_tensor(rows)]
-    mated = search(probe_features[torch.as_tensor(np.asarray(ident.probes, dtype=np.int64))], g, probe_codes,
-                   all_codes, opened, metric, device=device)
+    probes = np.asarray(ident.probes, dtype=np.int64)
+    mated = search(probe_features[torch.as_tensor(probes)], gallery_features, probe_codes, all_codes, opened,
+                   metric, device=device, gallery_rows=rows, left_out=_own_entries(ident, probes, rows),
+                   show_progress=show_progress, description=description)
     non_mated = _indices(ident.non_mated)
     if not len(non_mated):
         return mated, None, rows
     # open-set: against the gallery alone (the distractors are no part of it)
-    others = search(probe_features[torch.as_tensor(non_mated)], g[: len(gallery)], np.full(len(non_mated), NO_ID),
-                    gallery_codes, None, metric, k=1, device=device)
+    others = search(probe_features[torch.as_tensor(non_mated)], gallery_features, np.full(len(non_mated), NO_ID),
+                    gallery_codes, None, metric, k=1, device=device, gallery_rows=gallery,
+                    left_out=_own_entries(ident, non_mated, gallery), show_progress=show_progress,
+                    description=f"{description} (non-mated probes)")
     return mated, others, rows
 
 

@@ -60,6 +60,7 @@ _KEYS = {
     "probe_group": (_regex, "a regular expression with one group (the group in the file name)"),
     "group_names": (lambda v: isinstance(v, dict) and all(map(_text, v.values())), "a table of group → name"),
     "unique_gallery_ids": (lambda v: isinstance(v, bool), "true or false"),
+    "leave_one_out": (lambda v: isinstance(v, bool), "true or false"),
     "landmarks_file": (_text, "a file name"),
     "aligned": (lambda v: isinstance(v, bool), "true or false"),
 }
@@ -84,6 +85,7 @@ class IdentificationLayout:
     probe_group: str | None = None
     group_names: dict[str, str] = field(default_factory=dict)
     unique_gallery_ids: bool = True
+    leave_one_out: bool = False  # probes that are gallery images too are searched without their own entry
     landmarks_file: str = "landmarks.txt"
     aligned: bool = False  # the images are aligned crops already (no landmarks needed)
     source: str = ""
@@ -121,7 +123,8 @@ class IdentificationLayout:
             groups = [self._group(images[i]) for i in probes]
         landmarks = next((f / self.landmarks_file for f in (root, data) if (f / self.landmarks_file).is_file()), None)
         ident = IdentificationSet(root, images, gallery, gallery_ids, probes, probe_ids, root / self.gallery,
-                                  distractors, non_mated, groups, landmarks, self.aligned)
+                                  distractors, non_mated, groups, landmarks, self.aligned,
+                                  leave_one_out=self.leave_one_out)
         check_set(ident, self.unique_gallery_ids)
         return ident
 

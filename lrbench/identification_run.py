@@ -71,7 +71,7 @@ def evaluate_identification(prepared, ranks: Ranks | None = None) -> Identificat
             continue
         started = time.perf_counter()
         mated, non_mated, search_rows = search_set(ident, gallery_features, probe_features, prepared.backbone.metric,
-                                                   prepared.device)
+                                                   prepared.device, settings.show_progress, f"search DF {df}")
         timings["search_s"] += time.perf_counter() - started
         width, height = probe_size(template.size, df)
         size = {"df": df, "probe_w": width, "probe_h": height, "probe_px": f"{width}×{height}",

@@ -249,6 +249,7 @@ class IdentificationSet:
     landmarks: Path | None = None  # the protocol's default landmark file, when one was found
     aligned: bool = False  # the images are aligned crops already: run as with --aligned
     aligned_template: str | None = None  # the crop template aligned images are framed by, when known
+    leave_one_out: bool = False  # a probe that is also a gallery image is searched without its own entry
 
 
 PROTOCOL_KINDS = ("verification", "identification")

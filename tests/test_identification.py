@@ -11,7 +11,7 @@ import torch
 from cli_helpers import invoke
 
 from lrbench.errors import DataError
-from lrbench.identification import NO_ID, cmc, rank_accuracy, search, search_set, tpir_at_fpir
+from lrbench.identification import NO_ID, check_set, cmc, rank_accuracy, search, search_set, tpir_at_fpir
 from lrbench.identification_layout import IdentificationLayout
 from lrbench.specs import IdentificationSet
 
@@ -105,6 +105,40 @@ def test_the_chunked_search_equals_the_full_matrix(metric):
         best = full[i, mates].max()
         assert found.rank[i] == 1 + np.sum((full[i] >= best - 1e-6) & ~mates)
         np.testing.assert_allclose(found.top_scores[i], np.sort(full[i])[::-1][:5], atol=1e-5)
+
+
+def overlap_set(**extra):
+    """Gallery A1 (0°), A2 (40°), B1 (10°); probe A1 is gallery image A1 itself."""
+    return IdentificationSet(Path("."), ["A/1.jpg", "A/2.jpg", "B/1.jpg", "./A/1.jpg"], np.array([0, 1, 2]),
+                             ["A", "A", "B"], np.array([3]), ["A"], Path("set"), **extra)
+
+
+def test_a_probe_that_is_also_a_gallery_image_is_refused_naming_it():
+    with pytest.raises(DataError) as refused:
+        check_set(overlap_set(), unique_gallery_ids=False)
+    assert str(refused.value).startswith("set: 1 probe images are also gallery images (A/1.jpg); a probe searched "
+                                         "among its own image is found at rank 1 whatever the model")
+
+
+def test_non_mated_probes_may_be_distractors_but_not_gallery_images():
+    # lfw-ident: people with one image are distractors for the mated search and non-mated probes against the
+    # gallery alone, which holds neither
+    ident = IdentificationSet(Path("."), ["a", "p", "s"], np.array([0]), ["A"], np.array([1]), ["A"], Path("set"),
+                              distractors=np.array([2]), non_mated=np.array([2]))
+    check_set(ident)
+    ident.non_mated = np.array([0])
+    with pytest.raises(DataError, match=r"1 probe images are also gallery images \(a\)"):
+        check_set(ident)
+
+
+def test_leave_one_out_searches_each_probe_without_its_own_entry():
+    ident = overlap_set(leave_one_out=True)
+    check_set(ident, unique_gallery_ids=False)
+    features = unit(0, 40, 10, 0)
+    mated, _, _ = search_set(ident, features, features, "cosine")
+    # its own entry (score 1) is left out: A2 at 40° is its mate, B1 at 10° beats it
+    assert mated.rank.tolist() == [2] and mated.true_score[0] == pytest.approx(np.cos(np.radians(40)))
+    assert mated.top_index[0].tolist() == [2, 1, -1, -1, -1]
 
 
 # --- folder layouts ---------------------------------------------------------------------------------------------
@@ -256,6 +290,29 @@ def test_duplicate_gallery_ids_are_refused_where_one_image_per_identity_is_enrol
         f"Error: {root / 'Gallery_Match'}: duplicate gallery id '0' (Gallery_Match/0_0.jpg and "
         "Gallery_Match/0_9.jpg); this protocol enrols one image per identity"
     )
+
+
+def test_a_layout_whose_probes_are_its_gallery_is_refused(synth_data, tmp_path):
+    root = write_layout(synth_data, tmp_path / "set")
+    assert bad_run(tmp_path, root, layout_toml(tmp_path, probes="Gallery_Match")).startswith(
+        f"Error: {root / 'Gallery_Match'}: 6 probe images are also gallery images (Gallery_Match/0_0.jpg, "
+        "Gallery_Match/1_0.jpg, Gallery_Match/2_0.jpg, Gallery_Match/3_0.jpg, Gallery_Match/4_0.jpg, … (6 in all)); "
+    )
+
+
+def test_a_leave_one_out_layout_never_finds_a_probe_itself(synth_data, tmp_path):
+    root = write_layout(synth_data, tmp_path / "set")
+    for probe in (root / "Probe").iterdir():
+        shutil.move(probe, root / "Gallery_Match" / probe.name)
+    marks = root / "landmarks.txt"
+    marks.write_text(marks.read_text().replace("Probe/", "Gallery_Match/"))
+    toml = layout_toml(tmp_path, probes="Gallery_Match", leave_one_out=True, unique_gallery_ids=False)
+    out = tmp_path / "run"
+    result = invoke("run", "-b", "lbp", "--data", root, "--protocol", toml, "--out", out, "--workers", 1, "-q")
+    assert result.exit_code == 0, result.output
+    ranks = pd.read_csv(out / "ranks.csv")
+    assert len(ranks) == 18 and (ranks["top1_image"] != ranks["probe"]).all()
+    assert not any((ranks[f"top{j}_image"] == ranks["probe"]).any() for j in range(1, 6))
 
 
 def test_an_identity_pattern_matching_no_file_name_is_refused(synth_data, tmp_path):
