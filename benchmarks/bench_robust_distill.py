@@ -9,7 +9,7 @@ number of epochs, and evaluates every network with ``lrbench run`` at ``--dfs``.
 network: accuracy at each DF, the mean over the LR DFs, and the change against the teacher at DF 1 and on
 that mean. All commands are lrbench's own, so each run folder's manifest says how to reproduce it.
 (Recipes measured here and dropped because they did not help: a DF sampling uniform over log probe size, a
-high-to-low curriculum and a full-resolution feature term; CHANGELOG.md has their numbers.)
+high-to-low curriculum and a full-resolution feature term; benchmarks/results/README.md has their numbers.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``lrbench demo`` (the built-in plugin lrbench_plugins.demo) and the numbers README.md publishes for it."""
+"""``lrbench demo`` (the built-in plugin lrbench_plugins.demo) and the numbers docs/training.md publishes for it."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from lrbench.cli import cli
 from lrbench.plugins import load_plugins
 
-# README.md: "the HR model reaches 100% at DF 1 (EER 0%) … and 65.0% at DF 8; the student reaches 82.5% at DF 8".
+# docs/training.md: "the HR model reaches 100% at DF 1 (EER 0%) … and 65.0% at DF 8; the student reaches 82.5% at DF 8".
 # Training is deterministic on one machine; another CPU's arithmetic may move a few of the 600 pairs.
 PUBLISHED = {("hr", 1): 1.0, ("hr", 8): 0.650, ("lr8", 8): 0.825}
 TOLERANCE = 0.025  # 15 pairs

@@ -1,6 +1,6 @@
-"""README "Evaluate your own faces", end to end: raw images of identities in, a complete DF 1–13 run out.
+"""docs/evaluating.md "Evaluate your own faces", end to end: raw images of identities in, a complete DF 1–13 run out.
 
-Exactly the README's three commands on a generated identity folder (CASIA layout, one sub-folder per
+Exactly that section's three commands on a generated identity folder (CASIA layout, one sub-folder per
 person, unaligned 250×250 images and no landmark file): ``lrbench landmarks`` with the default detector
 (MTCNN), ``lrbench pairs make``, ``lrbench run`` (with an untrained SphereFace-4, for speed: the test is about
 the path, not the accuracy).
