@@ -18,10 +18,11 @@ from rich.table import Table
 
 from .degrade import probe_size
 from .errors import DataError, UsageError
+from .feature_cache import GalleryFeatures, gallery_key
 from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic
 from .identification import FPIRS, RANKS, TOP, Search, cmc, search_set, summary
 from .report import HTML_STYLE, image_tag, save_figure
-from .training.distributed import Ranks, gather_rows
+from .training.distributed import Ranks, any_rank, gather_rows
 
 MANIFEST, RESULTS, RANKS_CSV, CMC_CSV = "manifest.json", "results.csv", "ranks.csv", "cmc.csv"
 CMC_PNG, RANK1_PNG, REPORT_HTML = "cmc.png", "rank1_vs_resolution.png", "report.html"
@@ -48,8 +49,10 @@ class IdentificationRun:
 def evaluate_identification(prepared, ranks: Ranks | None = None) -> IdentificationRun | None:
     """Probes at each DF (gallery at DF 1 unless ``--mode both``), searched chunk by chunk on the device.
 
-    Under torchrun (``ranks``) each process embeds its share of the images and rank 0 gathers them, searches
-    and returns the run; the other ranks return None.
+    The gallery's DF 1 features come from the feature cache when an earlier run of the same network on the same
+    images left them there (``timings.gallery_features`` says which). Under torchrun (``ranks``) each process
+    embeds its share of the images and rank 0 gathers them, searches and returns the run; the other ranks
+    return None.
     """
     ident, extractor, settings, timings = prepared.pairs, prepared.extractor, prepared.settings, prepared.timings
     main = ranks is None or ranks.main
@@ -59,12 +62,19 @@ def evaluate_identification(prepared, ranks: Ranks | None = None) -> Identificat
     probe_rows = np.concatenate([np.asarray(ident.probes), np.asarray(ident.non_mated if ident.non_mated
                                                                       is not None else [], dtype=np.int64)])
     groups = np.asarray(ident.probe_groups) if ident.probe_groups is not None else None
+    enrolled = np.unique(gallery_rows)
+    cache = GalleryFeatures(settings.cache_dir, prepared.backbone.name, gallery_key(prepared, enrolled))
+    enrolled_hr = None  # the gallery's DF 1 features, read or computed once
     rows, rank_tables, cmc_tables = [], [], []
     timings["features_s"] = timings["search_s"] = 0.0
     for df in prepared.dfs:
         started = time.perf_counter()
-        gallery_df = df if settings.mode == "both" else 1
-        gallery_features = _features(extractor, gallery_df, np.unique(gallery_rows), ranks)
+        if settings.mode == "both" and df != 1:
+            gallery_features = _features(extractor, df, enrolled, ranks)
+        else:
+            if enrolled_hr is None:
+                enrolled_hr = _enrolled_features(extractor, enrolled, cache, ranks, timings)
+            gallery_features = enrolled_hr
         probe_features = _features(extractor, df, np.unique(probe_rows), ranks)
         timings["features_s"] += time.perf_counter() - started
         if not main:
@@ -99,6 +109,25 @@ def _features(extractor, df: int, rows: np.ndarray, ranks: Ranks | None) -> torc
     gathered = gather_rows(ranks, local.to(ranks.device), len(rows)).cpu()
     table = torch.zeros(len(extractor.crops), gathered.shape[1])
     table[torch.as_tensor(rows)] = gathered
+    return table
+
+
+def _enrolled_features(extractor, rows: np.ndarray, cache: GalleryFeatures, ranks: Ranks | None,
+                       timings: dict) -> torch.Tensor:
+    """The gallery's DF 1 features (a table over every image, ``rows`` filled): the cache's when it holds them
+    (on every process), else computed and stored."""
+    started = time.perf_counter()
+    cached = cache.load(len(rows))
+    if ranks is not None and any_rank(ranks, cached is None):  # all processes compute, or none
+        cached, cache.note["hit"] = None, False
+    if cached is not None:
+        table = torch.zeros(len(extractor.crops), cached.shape[1])
+        table[torch.as_tensor(rows)] = torch.from_numpy(cached)
+    else:
+        table = _features(extractor, 1, rows, ranks)
+        if ranks is None or ranks.main:
+            cache.store(table[torch.as_tensor(rows)].numpy())
+    timings["gallery_features"] = {"entries": len(rows), "s": time.perf_counter() - started, "cache": cache.note}
     return table
 
 
