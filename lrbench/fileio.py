@@ -72,13 +72,7 @@ def write_atomic(path: Path, content: Content) -> Path:
     system refuses is a ``WriteError`` naming ``path``.
     """
     path = Path(path)
-    with writing(path):
-        tmp = _write_temporary(path, content)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    write_all_atomic({path: content})
     return path
 
 
