@@ -50,9 +50,23 @@ def identification_counts(ident: IdentificationSet) -> dict[str, int]:
         "gallery": len(ident.gallery),
         "gallery_identities": len(set(ident.gallery_ids)),
         "distractors": len(_indices(ident.distractors)),
+        "generated_distractors": ident.generated_distractors,
         "probes": len(ident.probes),
         "non_mated_probes": len(_indices(ident.non_mated)),
     }
+
+
+def generated_distractors(enrolled: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` distractor features drawn at the feature level: normal, with the per-dimension mean and spread
+    of the protocol's real enrolled features ``enrolled`` (gallery and distractors at the gallery's DF).
+
+    A gallery of any size without its images, for testing search and memory at scale; such distractors are
+    not faces, so the numbers they give are no accuracy benchmark.
+    """
+    enrolled = enrolled.double()
+    mean, spread = enrolled.mean(0), enrolled.std(0, correction=0)
+    drawn = torch.randn(count, enrolled.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (mean + spread * drawn).float()
 
 
 @dataclass
@@ -445,6 +459,9 @@ def check_set(ident: IdentificationSet, unique_gallery_ids: bool = False) -> Non
         raise DataError(f"{ident.source}: gallery image {twice} is enrolled twice")
     overlap = sorted({_image(ident, i) for i in ident.probes} & set(enrolled)
                      | {_image(ident, i) for i in _indices(ident.non_mated)} & set(enrolled[: len(gallery)]))
+    if ident.generated_distractors and len(enrolled) < 2:
+        raise DataError(f"{ident.source}: generated distractors are drawn from the spread of the real gallery images' "
+                        f"features, which needs at least 2 of them, not {len(enrolled)}")
     if overlap and not ident.leave_one_out:
         raise DataError(
             f"{ident.source}: {len(overlap)} probe images are also gallery images ({brief_list(overlap)}); a probe "
@@ -481,7 +498,7 @@ def _own_entries(ident: IdentificationSet, probes: np.ndarray, rows: np.ndarray)
     protocol; None for others (``check_set`` refused any overlap)."""
     if not ident.leave_one_out:
         return None
-    position = {_image(ident, row): i for i, row in enumerate(rows)}
+    position = {_image(ident, row): i for i, row in enumerate(rows) if row < len(ident.images)}
     return np.array([position.get(_image(ident, probe), -1) for probe in probes], dtype=np.int64)
 
 
@@ -493,14 +510,19 @@ def search_set(
     device: torch.device | str = "cpu",
     show_progress: ProgressMode | bool = "off",
     description: str = "search",
+    generated: torch.Tensor | None = None,
 ) -> tuple[Search, Search | None, np.ndarray]:
     """Search the mated probes in gallery + distractors and the non-mated probes in the gallery.
 
     ``*_features`` are (len(images), D) tensors with the needed rows filled (the search reads the gallery's
-    rows in place). Returns the mated search, the non-mated one (None without non-mated probes) and the search
-    gallery's rows into ``images``.
+    rows in place); ``generated`` are further distractors' features (rows len(images) … of the search).
+    Returns the mated search, the non-mated one (None without non-mated probes) and the search gallery's rows
+    into ``images`` (and past it, the generated distractors).
     """
     gallery, distractors = np.asarray(ident.gallery, dtype=np.int64), _indices(ident.distractors)
+    if generated is not None:
+        distractors = np.concatenate([distractors, len(gallery_features) + np.arange(len(generated))])
+        gallery_features = torch.cat([gallery_features, generated])
     rows = np.concatenate([gallery, distractors])
     gallery_codes, probe_codes = codes(ident.gallery_ids, ident.probe_ids)
     all_codes = np.concatenate([gallery_codes, np.full(len(distractors), NO_ID)])

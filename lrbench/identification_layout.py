@@ -61,6 +61,8 @@ _KEYS = {
     "group_names": (lambda v: isinstance(v, dict) and all(map(_text, v.values())), "a table of group → name"),
     "unique_gallery_ids": (lambda v: isinstance(v, bool), "true or false"),
     "leave_one_out": (lambda v: isinstance(v, bool), "true or false"),
+    "generated_distractors": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                              "a number of distractors (0 or more)"),
     "landmarks_file": (_text, "a file name"),
     "aligned": (lambda v: isinstance(v, bool), "true or false"),
 }
@@ -86,6 +88,7 @@ class IdentificationLayout:
     group_names: dict[str, str] = field(default_factory=dict)
     unique_gallery_ids: bool = True
     leave_one_out: bool = False  # probes that are gallery images too are searched without their own entry
+    generated_distractors: int = 0  # further distractors drawn at the feature level: a scale test
     landmarks_file: str = "landmarks.txt"
     aligned: bool = False  # the images are aligned crops already (no landmarks needed)
     source: str = ""
@@ -124,7 +127,7 @@ class IdentificationLayout:
         landmarks = next((f / self.landmarks_file for f in (root, data) if (f / self.landmarks_file).is_file()), None)
         ident = IdentificationSet(root, images, gallery, gallery_ids, probes, probe_ids, root / self.gallery,
                                   distractors, non_mated, groups, landmarks, self.aligned,
-                                  leave_one_out=self.leave_one_out)
+                                  leave_one_out=self.leave_one_out, generated_distractors=self.generated_distractors)
         check_set(ident, self.unique_gallery_ids)
         return ident
 

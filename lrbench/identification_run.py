@@ -20,7 +20,7 @@ from .degrade import probe_size
 from .errors import DataError, UsageError
 from .feature_cache import GalleryFeatures, gallery_key
 from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic
-from .identification import FPIRS, RANKS, TOP, Search, cmc, search_set, summary
+from .identification import FPIRS, RANKS, TOP, Search, cmc, generated_distractors, search_set, summary
 from .report import HTML_STYLE, image_tag, save_figure
 from .training.distributed import Ranks, any_rank, gather_rows
 
@@ -64,7 +64,7 @@ def evaluate_identification(prepared, ranks: Ranks | None = None) -> Identificat
     groups = np.asarray(ident.probe_groups) if ident.probe_groups is not None else None
     enrolled = np.unique(gallery_rows)
     cache = GalleryFeatures(settings.cache_dir, prepared.backbone.name, gallery_key(prepared, enrolled))
-    enrolled_hr = None  # the gallery's DF 1 features, read or computed once
+    enrolled_hr = generated = None  # the gallery's DF 1 features, read or computed once; generated distractors
     rows, rank_tables, cmc_tables = [], [], []
     timings["features_s"] = timings["search_s"] = 0.0
     for df in prepared.dfs:
@@ -76,12 +76,15 @@ def evaluate_identification(prepared, ranks: Ranks | None = None) -> Identificat
                 enrolled_hr = _enrolled_features(extractor, enrolled, cache, ranks, timings)
             gallery_features = enrolled_hr
         probe_features = _features(extractor, df, np.unique(probe_rows), ranks)
+        if main and ident.generated_distractors and (generated is None or settings.mode == "both"):
+            generated = generated_distractors(gallery_features[torch.as_tensor(enrolled)], ident.generated_distractors)
         timings["features_s"] += time.perf_counter() - started
         if not main:
             continue
         started = time.perf_counter()
         mated, non_mated, search_rows = search_set(ident, gallery_features, probe_features, prepared.backbone.metric,
-                                                   prepared.device, settings.show_progress, f"search DF {df}")
+                                                   prepared.device, settings.show_progress, f"search DF {df}",
+                                                   generated)
         timings["search_s"] += time.perf_counter() - started
         width, height = probe_size(template.size, df)
         size = {"df": df, "probe_w": width, "probe_h": height, "probe_px": f"{width}×{height}",
@@ -141,9 +144,14 @@ def _ranks(df: int, ident, mated: Search, search_rows: np.ndarray, groups) -> pd
     for j in range(TOP):
         index = mated.top_index[:, j]
         table[f"top{j + 1}_id"] = [entry_ids[i] if i >= 0 else "" for i in index]
-        table[f"top{j + 1}_image"] = [ident.images[search_rows[i]] if i >= 0 else "" for i in index]
+        table[f"top{j + 1}_image"] = [_entry_name(ident, search_rows[i]) if i >= 0 else "" for i in index]
         table[f"top{j + 1}_score"] = np.where(index >= 0, mated.top_scores[:, j], np.nan)
     return pd.DataFrame(table)
+
+
+def _entry_name(ident, row: int) -> str:
+    """A search gallery entry's image, or which generated distractor it is."""
+    return ident.images[row] if row < len(ident.images) else f"generated distractor {row - len(ident.images) + 1}"
 
 
 @contextlib.contextmanager

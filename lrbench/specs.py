@@ -250,6 +250,7 @@ class IdentificationSet:
     aligned: bool = False  # the images are aligned crops already: run as with --aligned
     aligned_template: str | None = None  # the crop template aligned images are framed by, when known
     leave_one_out: bool = False  # a probe that is also a gallery image is searched without its own entry
+    generated_distractors: int = 0  # distractors drawn at the feature level (identification.generated_distractors)
 
 
 PROTOCOL_KINDS = ("verification", "identification")

@@ -243,6 +243,32 @@ def test_report_overlays_identification_runs_and_refuses_mixing_kinds(synth_data
     assert not (tmp_path / "mixed").exists()
 
 
+def test_generated_distractors_enlarge_the_gallery_and_the_search_shows_its_progress(synth_data, tmp_path):
+    """A large gallery at the feature level (here 2,000 entries; benchmarks/bench_identification.py runs 200,000):
+    every rank can only grow, and each DF's search stage prints its progress line."""
+    root = write_layout(synth_data, tmp_path / "set")
+    plain, large = tmp_path / "plain", tmp_path / "large"
+    common = ["run", "-b", "lbp", "--data", root, "--df", "1,8", "--workers", 1]
+    assert invoke(*common, "--protocol", layout_toml(tmp_path), "--out", plain, "-q").exit_code == 0
+    toml = layout_toml(tmp_path, generated_distractors=2000)
+    result = invoke(*common, "--protocol", toml, "--out", large)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((large / "manifest.json").read_text())
+    assert (manifest["data"]["distractors"], manifest["data"]["generated_distractors"]) == (2, 2000)
+    assert pd.read_csv(large / "cmc.csv").groupby("df")["k"].max().tolist() == [2008, 2008]
+    searched = [line for line in result.stderr.splitlines() if line.startswith("search DF ")]
+    assert [line.split(",")[0] for line in searched] == [
+        text for df in (1, 8) for text in (f"search DF {df}: 2008/2008 images",
+                                           f"search DF {df} (non-mated probes): 6/6 images")]
+    before, after = pd.read_csv(plain / "ranks.csv"), pd.read_csv(large / "ranks.csv")
+    assert (after["rank"] >= before["rank"]).all() and (after["rank"] > before["rank"]).any()
+    generated = after.filter(like="_image").stack()
+    assert generated.str.startswith("generated distractor ").any()
+    # the open set has no distractors: TPIR does not move
+    pd.testing.assert_series_equal(pd.read_csv(plain / "results.csv")["tpir_at_fpir_0.1"],
+                                   pd.read_csv(large / "results.csv")["tpir_at_fpir_0.1"])
+
+
 def test_probe_groups_are_reported_each(synth_data, tmp_path):
     root = write_layout(synth_data, tmp_path / "set")
     toml = layout_toml(tmp_path, probe_group="_(\\d)\\.", group_names={"1": "near", "2": "far"})
