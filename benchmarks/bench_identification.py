@@ -2,6 +2,7 @@
 
     python benchmarks/bench_identification.py [--gallery 200000 1000000] [--probes 4000] [--rounds 3]
                                               [--dim 512] [--device cpu]
+    python benchmarks/bench_identification.py --end-to-end 200000
 
 On the same random unit features (every probe with a mate; see ``inputs``), for each gallery size:
 
@@ -17,15 +18,28 @@ This machine's timings vary from run to run, so each ratio comes from rounds bra
 reported. Peak memory is the growth of the process's peak resident set (Linux VmHWM, reset before each
 candidate) over its resident set before it: the search's own memory, beyond its inputs. Exits 1 if lrbench's
 top-5 scores differ from faiss's by more than float32 rounding.
+
+``--end-to-end N`` instead runs ``lrbench run`` on a large gallery: synthetic people in a TinyFace-style
+layout (first image enrolled, the others probes) with N distractors generated at the feature level
+(``generated_distractors``), a small untrained SphereFace, DF 1 and 8, then again at DF 4 and 12 to show the
+gallery's features read from the cache; it prints each run's progress lines, the timings from its manifest,
+rank-1 per DF and the peak resident memory of the runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -113,7 +127,10 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--probe-chunk", type=int, default=None, help="default: lrbench's for the device")
     parser.add_argument("--gallery-chunk", type=int, default=None, help="default: lrbench's for the device")
+    parser.add_argument("--end-to-end", type=int, metavar="N", help="lrbench run with N generated distractors")
     args = parser.parse_args()
+    if args.end_to_end is not None:
+        return end_to_end(args.end_to_end, args.device)
     from lrbench.identification import CHUNKS
 
     device = torch.device(args.device)
@@ -151,6 +168,56 @@ def one_size(size, probes, dim, rounds, device, probe_chunk, gallery_chunk, fais
                  f"{worst:.1e}")
     print(line, flush=True)
     return worst
+
+
+def synthetic_layout(folder: Path, generated: int) -> Path:
+    """Synthetic people as a TinyFace-style layout under ``folder`` and its protocol file (returned)."""
+    from lrbench.synth import synthesize
+
+    paths = synthesize(folder / "synth", seed=1, folds=2, pairs_per_fold=4, people_per_fold=20, images_per_person=4,
+                       train_identities=1, train_images_per_identity=1)
+    marks = dict(line.split("\t", 1) for line in paths.lfw_landmarks.read_text().splitlines())
+    root, lines = folder / "layout", []
+    for n, person in enumerate(sorted(paths.lfw_images.iterdir())):
+        for k, image in enumerate(sorted(person.iterdir())):
+            target = f"{'gallery' if k == 0 else 'probes'}/{n}_{k}.jpg"
+            (root / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(image, root / target)
+            lines.append(f"{target}\t{marks[f'{person.name}/{image.name}']}")
+    (root / "landmarks.txt").write_text("\n".join(lines) + "\n")
+    toml = folder / "large.toml"
+    toml.write_text('kind = "identification"\nname = "synthetic-large"\ndescription = "synthetic people, generated '
+                    f'distractors"\ngallery = "gallery"\nprobes = "probes"\ngenerated_distractors = {generated}\n')
+    return toml
+
+
+def end_to_end(generated: int, device: str) -> int:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        toml = synthetic_layout(folder, generated)
+        env = {**os.environ, "LRBENCH_CACHE_DIR": str(folder / "cache")}  # a cold cache for the first run
+        print(f"lrbench run: 40 synthetic people (40 enrolled, 120 probes) + {generated:,} generated distractors, "
+              f"untrained SphereFace-4 (width 0.25), device {device}", flush=True)
+        for dfs in ("1,8", "4,12"):
+            out = folder / f"run-{dfs.replace(',', '-')}"
+            command = [sys.executable, "-m", "lrbench", "run", "-b", "sphereface", "-w", "random", "--option",
+                       "depth=4", "--option", "width=0.25", "--data", str(folder / "layout"), "--protocol", str(toml),
+                       "--df", dfs, "--device", device, "--out", str(out), "--json"]
+            started = time.perf_counter()
+            done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
+            if done.returncode:
+                return done.returncode
+            seconds = time.perf_counter() - started
+            manifest = json.loads((out / "manifest.json").read_text())
+            timings, results = manifest["timings"], json.loads(done.stdout)["results"]
+            gallery = "read from the cache" if timings["gallery_features"]["cache"]["hit"] else "computed"
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            rank1 = ", ".join(f"DF {row['df']} {100 * row['rank1']:.1f} %" for row in results)
+            print(f"--df {dfs}: {seconds:.1f} s wall; features {timings['features_s']:.1f} s (gallery "
+                  f"{timings['gallery_features']['s']:.1f} s, {gallery}), search {timings['search_s']:.1f} s; "
+                  f"gallery {manifest['data']['gallery']} + {manifest['data']['generated_distractors']:,} generated; "
+                  f"rank-1 {rank1}; peak resident memory of the runs so far {peak:,.0f} MiB", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

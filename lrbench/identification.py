@@ -64,9 +64,9 @@ def generated_distractors(enrolled: torch.Tensor, count: int, seed: int = 0) -> 
     not faces, so the numbers they give are no accuracy benchmark.
     """
     enrolled = enrolled.double()
-    mean, spread = enrolled.mean(0), enrolled.std(0, correction=0)
-    drawn = torch.randn(count, enrolled.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return (mean + spread * drawn).float()
+    mean, spread = enrolled.mean(0).float(), enrolled.std(0, correction=0).float()
+    drawn = torch.randn(count, enrolled.shape[1], generator=torch.Generator().manual_seed(seed))
+    return drawn.mul_(spread).add_(mean)
 
 
 @dataclass
