@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from matplotlib.collections import PolyCollection
 
 from lrbench.cli import cli
+from lrbench.metrics import evaluate_verification
 from lrbench.report import accuracy_figure, render, roc_figure, run_labels
 from lrbench.results import OVERLAY_CSV, REPORT_FILES, RESULT_COLUMNS, RESULTS, RunData, load_run, write_run
 
@@ -22,27 +23,31 @@ def invoke(*args, **env):
 
 
 def fake_run(dfs=range(1, 15), label="model", pairs_sha="a" * 64, backbone="lbp", seed=0) -> RunData:
-    """A run of 10 folds × 40 pairs (200 impostors) at ``dfs``, made up but shaped as lrbench writes it."""
+    """A run of 10 folds × 40 pairs (200 impostors) at ``dfs``, shaped as lrbench writes it: made-up scores that
+    separate less at larger DFs, and every number of results, folds and ROC computed from them, as readers check."""
     rng = np.random.default_rng(seed)
     same = np.tile([1, 0], 200)
     folds = np.repeat(np.arange(1, 11), 40)
     results, fold_rows, roc_rows, score_tables = [], [], [], []
     for df in dfs:
         w, h = 96 // df, 112 // df
-        accuracy = 0.55 + 0.4 / df
+        score = np.round(rng.normal(same * 2.5 / df, 1.0), 6)
+        result = evaluate_verification(score, same.astype(bool), folds)
         results.append({
             "df": df, "probe_w": w, "probe_h": h, "probe_px": f"{w}×{h}", "interocular_px": round(35.24 * w / 96, 2),
-            "accuracy_mean": accuracy, "accuracy_std": 0.03, "accuracy_sem": 0.01, "auc": 0.6 + 0.39 / df,
-            "eer": 0.0097 * df, "tar_at_far_0.001": 0.5 / df, "tar_at_far_0.01": 0.7 / df, "pairs": 400,
-            "accuracy_ci_low": accuracy - 0.02, "accuracy_ci_high": accuracy + 0.02, "auc_ci_low": 0.5,
-            "auc_ci_high": 0.99, "tar_at_far_0.001_ci_low": np.nan, "tar_at_far_0.001_ci_high": np.nan,
-            "tar_at_far_0.01_ci_low": np.nan, "tar_at_far_0.01_ci_high": np.nan,
+            "accuracy_mean": result.accuracy_mean, "accuracy_std": result.accuracy_std,
+            "accuracy_sem": result.accuracy_sem, "auc": result.auc, "eer": result.eer,
+            **{f"tar_at_far_{far:g}": tar for far, tar in result.tar_at_far.items()}, "pairs": 400,
+            "accuracy_ci_low": result.accuracy_mean - 0.02, "accuracy_ci_high": result.accuracy_mean + 0.02,
+            "auc_ci_low": 0.5, "auc_ci_high": 0.99, "tar_at_far_0.001_ci_low": np.nan,
+            "tar_at_far_0.001_ci_high": np.nan, "tar_at_far_0.01_ci_low": np.nan, "tar_at_far_0.01_ci_high": np.nan,
         })
-        fold_rows += [{"df": df, "fold": fold, "accuracy": accuracy, "threshold": 0.5} for fold in range(1, 11)]
-        fpr = np.r_[0.0, np.geomspace(1 / 200, 1, 30)]
-        roc_rows += [{"df": df, "fpr": f, "tpr": min(1.0, f ** (1 / (1 + 4 / df)))} for f in fpr]
+        fold_rows += [{"df": df, "fold": int(fold), "accuracy": accuracy, "threshold": threshold}
+                      for fold, accuracy, threshold in zip(result.fold_ids, result.fold_accuracy,
+                                                           result.fold_threshold)]
+        roc_rows += [{"df": df, "fpr": f, "tpr": t} for f, t in zip(result.roc_fpr, result.roc_tpr)]
         score_tables.append(pd.DataFrame({"pair": np.arange(400), "fold": folds, "same": same, "image_a": "a/1.jpg",
-                                          "image_b": "b/1.jpg", "df": df, "score": rng.random(400)}))
+                                          "image_b": "b/1.jpg", "df": df, "score": score}))
     manifest = {
         "backbone": backbone, "protocol": "lfw-view2", "label": label,
         "degradation": {"name": "bicubic", "mode": "both", "description": "down and up again"},
@@ -77,27 +82,30 @@ def test_html_labels_every_rate_with_its_unit_and_shows_percent(tmp_path):
     page = (tmp_path / "report.html").read_text()
     for header in ("accuracy %", "EER %", "AUC (0–1)", "interocular px", "TAR % at FAR 0.1 %"):
         assert f"<th>{header}" in page, header
-    assert "<td>0.97</td>" in page and "<td>0.0097</td>" not in page  # EER 0.0097 shown as 0.97 %
+    eer = run.results["eer"].iloc[0]
+    assert f"<td>{100 * eer:.2f}</td>" in page and f"<td>{eer:.4f}</td>" not in page  # a fraction shown as %
 
 
 def test_results_csv_keeps_fractions_and_the_manifest_names_each_columns_unit(tmp_path):
-    out = write_run(fake_run(dfs=[1]), tmp_path / "run")
+    run = fake_run(dfs=[1])
+    out = write_run(run, tmp_path / "run")
     header = (out / RESULTS).read_text().splitlines()[0].split(",")
     columns = json.loads((out / "manifest.json").read_text())["columns"][RESULTS]
     assert set(header) <= set(columns) == set(RESULT_COLUMNS)
     assert columns["eer"]["unit"] == "fraction 0–1" and columns["interocular_px"]["unit"] == "px"
-    assert load_run(out).results["eer"].iloc[0] == pytest.approx(0.0097)
+    assert load_run(out).results["eer"].iloc[0] == pytest.approx(run.results["eer"].iloc[0])
 
 
 # -- figures ----------------------------------------------------------------------------------------------
 
 
 def test_roc_starts_at_one_over_the_impostor_pairs_and_marks_that_floor():
-    fig = roc_figure([fake_run(dfs=[1, 8])])
-    ax = fig.axes[0]
+    run = fake_run(dfs=[1, 8])
+    ax = roc_figure([run]).axes[0]
     assert ax.get_xlim()[0] == pytest.approx(1 / 200)
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert legend[0] == "DF 1 (96×112) AUC 0.990 EER 1.0 %"
+    first = run.results.iloc[0]
+    assert legend[0] == f"DF 1 (96×112) AUC {first['auc']:.3f} EER {100 * first['eer']:.1f} %"
     assert "smallest non-zero FAR: 1/200 impostor pairs" in legend
 
 
@@ -140,9 +148,11 @@ def test_accuracy_axis_has_a_fixed_floor_a_chance_line_and_a_title_naming_what_w
 
 
 def test_accuracy_figure_draws_the_run_intervals_as_a_band():
-    ax = accuracy_figure([fake_run(dfs=[1, 2])]).axes[0]
-    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]  # fill_between: 75 and 95 % ± 2 points
-    assert sorted(set(band.get_paths()[0].vertices[:, 1])) == pytest.approx([73, 77, 93, 97])
+    run = fake_run(dfs=[1, 2])
+    ax = accuracy_figure([run]).axes[0]
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]  # fill_between: accuracy ± 2 points
+    ends = sorted(100 * accuracy + delta for accuracy in run.results["accuracy_mean"] for delta in (-2, 2))
+    assert sorted(set(band.get_paths()[0].vertices[:, 1])) == pytest.approx(ends)
     assert "band: 95 %" in ax.get_ylabel()
 
 
@@ -166,8 +176,8 @@ def test_figures_are_saved_as_png_pdf_and_svg(tmp_path):
 def test_report_says_how_many_impostor_pairs_each_tar_rests_on(tmp_path):
     render([fake_run(dfs=[1])], tmp_path)
     page = (tmp_path / "report.html").read_text()
-    assert "TAR at FAR 0.1 % rests on 0.2 of 200 impostor pairs (fewer than 10: no interval" in page
-    assert "rests on 2 of 200 impostor pairs" in page
+    assert "TAR at FAR 0.1 %: n/a, not measured: it would rest on 0.2 of 200 impostor pairs, less than one" in page
+    assert "TAR at FAR 1 % rests on 2 of 200 impostor pairs (fewer than 10: no interval" in page
 
 
 def test_html_shows_input_spec_and_weights_as_tables_with_device_versions_timings_and_command(tmp_path):
