@@ -101,7 +101,10 @@ def _scores(probes: torch.Tensor, gallery: torch.Tensor, metric: str) -> torch.T
 def _rows(features: torch.Tensor, rows: np.ndarray, metric: str, device: torch.device) -> torch.Tensor:
     """``features[rows]`` as float32 on ``device``, unit length for cosine (row by row, so the same values as
     normalising the whole table at once)."""
-    picked = features[torch.as_tensor(rows)].float()
+    if features.device.type == "cpu" and features.dtype == torch.float32:  # numpy gathers rows ten times faster
+        picked = torch.from_numpy(features.detach().numpy()[rows]).float()
+    else:
+        picked = features[torch.as_tensor(rows, device=features.device)].float()
     return (_unit(picked) if metric == "cosine" else picked).to(device)
 
 
