@@ -398,18 +398,34 @@ class OutputLock:
 
 
 
-# The image files lrbench finds in folders: what Pillow decodes on every platform.
+# The image files lrbench finds in folders. Files with these suffixes are taken as images without being opened
+# (a damaged one is named when it is decoded); any other file is an image when Pillow recognises its content as
+# one of _CONTENT_FORMATS, whatever its name: GIF or TIFF files with no suffix or an odd one, such as the Yale
+# faces' ``subject01.glasses``. Text files (lists, landmarks, READMEs) are no image of any of these formats.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp")
+_CONTENT_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "TIFF", "BMP", "PPM", "WEBP")  # formats with a signature
 
 
 def image_files(root: Path) -> list[str]:
-    """The images under ``root`` at any depth, as sorted '/'-separated paths relative to it; hidden files
-    and folders (editors' and tools' debris) are skipped."""
+    """The images under ``root`` at any depth, as sorted '/'-separated paths relative to it, recognised by suffix
+    or by content; hidden files and folders (editors' and tools' debris) are skipped."""
+    from PIL import Image, UnidentifiedImageError
+
+    def holds_image(path: Path) -> bool:
+        try:
+            with Image.open(path) as image:  # reads the header only
+                return image.format in _CONTENT_FORMATS
+        except Image.DecompressionBombError:  # an image, and a huge one: decoding it refuses it by name
+            return True
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            return False
+
     root = Path(root)
-    return sorted(
-        path.relative_to(root).as_posix()
-        for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and path.is_file()
-    )
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES or holds_image(path):
+            found.append(relative.as_posix())
+    return sorted(found)

@@ -1,6 +1,8 @@
 """``lrbench pairs make``: an LFW-style verification benchmark from any folder of identities.
 
-An identity folder holds one sub-folder per person. From it come three files: an LFW View 2 pairs file
+An identity folder holds one sub-folder per person, or any folder whose file names say who is shown
+(``--identity REGEX``: the regular expression's group, searched in each file name, is the person; the Yale
+faces' ``subject01.glasses`` with ``'^(subject\\d+)\\.'``). From it come three files: an LFW View 2 pairs file
 (identity-disjoint folds of N same-person and N different-person pairs), a people.txt-style split naming
 each fold's people, and a protocol definition for ``lrbench run --protocol``. Arbitrary file names do not
 follow LFW's ``{name}/{name}_{number:04d}.jpg``, so the definition carries an ``images`` table: image
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,8 @@ from .errors import DataError, UsageError, brief_list
 from .fileio import OutputLock, check_writable, write_all_atomic
 from .landmarks import read_landmarks
 from .progress import warn
+
+DEFAULT_PAIRS_PER_FOLD = 300  # LFW View 2's
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class Benchmark:
     folds: tuple[tuple[Person, ...], ...]
     same: tuple[tuple[tuple[str, int, int], ...], ...]
     different: tuple[tuple[tuple[str, int, str, int], ...], ...]
+    capped: str = ""  # why there are fewer pairs per fold than the default, when the folder chose the number
 
     @property
     def pairs_per_fold(self) -> int:
@@ -63,8 +69,9 @@ class Benchmark:
         return len(used)
 
 
-def scan_identities(folder: Path, landmarks: Path | None = None) -> list[Person]:
-    """The people of an identity folder: each sub-folder with at least one usable image is a person.
+def scan_identities(folder: Path, landmarks: Path | None = None, identity: str | None = None) -> list[Person]:
+    """The people of an identity folder: each sub-folder with at least one usable image is a person, or with
+    ``identity`` (a regular expression with one group) the group it finds in each image's file name.
 
     Images are those ``lrbench landmarks`` detects (any depth, hidden files skipped). With a landmark file,
     only the images it gives landmarks are used, so ``lrbench run`` can align every image of every pair
@@ -73,6 +80,7 @@ def scan_identities(folder: Path, landmarks: Path | None = None) -> list[Person]
     and images outside any person's sub-folder, are left out with a warning rather than silently.
     """
     folder = Path(folder)
+    pattern = identity_pattern(identity) if identity is not None else None
     if not folder.is_dir():
         raise UsageError(f"IDENTITY_FOLDER {folder}: not a folder")
     if not any(folder.iterdir()):
@@ -83,13 +91,8 @@ def scan_identities(folder: Path, landmarks: Path | None = None) -> list[Person]
         skipped = sorted(set(images) - set(usable))
         warn(f"{folder}: skipped {len(skipped)} images whose paths hold spaces, backslashes or non-printing "
              f"characters (lrbench's pairs and landmark files cannot name them; rename them): {brief_list(skipped)}")
-    loose = [rel for rel in usable if "/" not in rel]
-    if len(loose) == len(usable):
-        raise DataError(f"{folder}: no sub-folder holds images ({len(loose)} images lie directly in it); expected "
-                        "one sub-folder of images per person, e.g. Ann/1.jpg")
-    if loose:
-        warn(f"{folder}: left out {len(loose)} images outside any person's sub-folder: {brief_list(loose, 3)}")
-        usable = [rel for rel in usable if "/" in rel]
+    person_of = _named_by(folder, usable, pattern, identity) if pattern else _folder_person(folder, usable)
+    usable = [rel for rel in usable if rel in person_of]
     if landmarks is not None:
         listed = set(read_landmarks(landmarks))
         # The same two spellings landmarks_for accepts: relative to the folder, or prefixed with its name.
@@ -103,40 +106,103 @@ def scan_identities(folder: Path, landmarks: Path | None = None) -> list[Person]
         usable = found
     by_person: dict[str, list[str]] = {}
     for rel in usable:
-        by_person.setdefault(rel.split("/", 1)[0], []).append(rel)
+        by_person.setdefault(person_of[rel], []).append(rel)
     return [Person(name, tuple(paths)) for name, paths in sorted(by_person.items())]
 
 
-def make_benchmark(people: list[Person], folds: int, pairs_per_fold: int, seed: int, where: str = "") -> Benchmark:
+def identity_pattern(identity: str) -> re.Pattern:
+    """``--identity``: a regular expression with exactly one group (the person)."""
+    try:
+        pattern = re.compile(identity)
+    except re.error as exc:
+        raise UsageError(f"--identity {identity!r}: not a regular expression ({exc})") from None
+    if pattern.groups != 1:
+        raise UsageError(f"--identity {identity!r}: needs exactly one group, the person in the file name, e.g. "
+                         "'^(subject\\d+)\\.' for subject01.glasses")
+    return pattern
+
+
+def _folder_person(folder: Path, images: list[str]) -> dict[str, str]:
+    """Each image's person: its first sub-folder; images lying directly in ``folder`` are left out (warned)."""
+    loose = [rel for rel in images if "/" not in rel]
+    if len(loose) == len(images):
+        raise DataError(f"{folder}: no sub-folder holds images ({len(loose)} images lie directly in it); expected "
+                        "one sub-folder of images per person, e.g. Ann/1.jpg, or the person in the file names "
+                        "with --identity REGEX")
+    if loose:
+        warn(f"{folder}: left out {len(loose)} images outside any person's sub-folder: {brief_list(loose, 3)}")
+    return {rel: rel.split("/", 1)[0] for rel in images if "/" in rel}
+
+
+def _named_by(folder: Path, images: list[str], pattern: re.Pattern, identity: str) -> dict[str, str]:
+    """Each image's person: the group ``pattern`` finds in its file name; images it names no one in are left out
+    (warned)."""
+    person_of, unmatched = {}, []
+    for rel in images:
+        found = pattern.search(rel.rsplit("/", 1)[-1])
+        if found is None or not found[1]:
+            unmatched.append(rel)
+        else:  # a part of a usable file name: no whitespace, slashes or non-printing characters
+            person_of[rel] = found[1]
+    if not person_of:
+        raise DataError(f"{folder}: --identity {identity!r} finds a person in none of the {len(images)} image file "
+                        f"names (e.g. {images[0].rsplit('/', 1)[-1]!r})")
+    if unmatched:
+        warn(f"{folder}: left out {len(unmatched)} images whose file names --identity {identity!r} finds no person "
+             f"in: {brief_list(unmatched, 3)}")
+    return person_of
+
+
+def make_benchmark(
+    people: list[Person], folds: int, pairs_per_fold: int | None, seed: int, where: str = ""
+) -> Benchmark:
     """Split ``people`` into identity-disjoint folds and draw ``pairs_per_fold`` same and different pairs in each.
 
-    Deterministic in ``seed``. Refuses, naming the option and the numbers, when the people cannot supply it.
+    ``pairs_per_fold`` None takes LFW's 300, or the most every fold allows if that is fewer (and says why in
+    ``capped``). Deterministic in ``seed``. Refuses, naming the option and the numbers, a count the people
+    cannot supply, with the most every fold allows (and a number of folds that would allow it).
     ``where`` (the identity folder) starts the messages about the data.
     """
     check_options(folds, pairs_per_fold, seed)
     rng = np.random.default_rng(seed)
     _check_people(people, folds, where)
     split = _split(people, folds, rng)
-    _check_capacity(split, folds, pairs_per_fold)
-    same = tuple(_same_pairs(fold, pairs_per_fold, rng) for fold in split)
-    different = tuple(_different_pairs(fold, pairs_per_fold, rng) for fold in split)
-    return Benchmark(split, same, different)
+    most, why = _capacity(split)
+    wanted, capped = pairs_per_fold, ""
+    if wanted is None:
+        wanted = min(DEFAULT_PAIRS_PER_FOLD, most)
+        if wanted < DEFAULT_PAIRS_PER_FOLD:
+            capped = (f"{wanted} pairs per fold, fewer than the default {DEFAULT_PAIRS_PER_FOLD}: the most all "
+                      f"{folds} folds allow ({why})")
+    elif wanted > most:
+        raise UsageError(
+            f"--pairs-per-fold {wanted}: the most all {folds} folds allow is {most} ({why}); use --pairs-per-fold "
+            f"{most} or fewer, or leave the option out to take the most{_fewer_folds(people, folds, wanted, seed)}"
+        )
+    same = tuple(_same_pairs(fold, wanted, rng) for fold in split)
+    different = tuple(_different_pairs(fold, wanted, rng) for fold in split)
+    return Benchmark(split, same, different, capped)
 
 
-def check_options(folds: int, pairs_per_fold: int, seed: int) -> None:
+def check_options(folds: int, pairs_per_fold: int | None, seed: int) -> None:
     """The option values no folder could satisfy, refused before a folder is read."""
     if folds < 2:
         raise UsageError(f"--folds {folds}: must be at least 2 (each fold's threshold is chosen on the others)")
-    if pairs_per_fold < 1:
+    if pairs_per_fold is not None and pairs_per_fold < 1:
         raise UsageError(f"--pairs-per-fold {pairs_per_fold}: must be at least 1")
     if seed < 0:
         raise UsageError(f"--seed {seed}: must be 0 or more")
 
 
+def _most_folds(people: list[Person]) -> int:
+    """How many folds the people can fill: each needs two people (a different pair), one with two images."""
+    return min(len(people) // 2, sum(p.same_pairs > 0 for p in people))
+
+
 def _check_people(people: list[Person], folds: int, where: str) -> None:
     """Every fold needs two people (a different pair) and one with two images (a same pair)."""
     pairable = sum(p.same_pairs > 0 for p in people)
-    most = min(len(people) // 2, pairable)
+    most = _most_folds(people)
     if most >= folds:
         return
     counts = f"{len(people)} identities, {pairable} of them with 2 or more images"
@@ -166,20 +232,26 @@ def _different_capacity(fold: tuple[Person, ...]) -> int:
     return (sum(counts) ** 2 - sum(c * c for c in counts)) // 2
 
 
-def _check_capacity(split: tuple[tuple[Person, ...], ...], folds: int, wanted: int) -> None:
+def _capacity(split: tuple[tuple[Person, ...], ...]) -> tuple[int, str]:
+    """The most same-person and different-person pairs every fold can give (as many of each), and why: the fold
+    and the kind of pairs that limit it."""
     same = [sum(p.same_pairs for p in fold) for fold in split]
     different = [_different_capacity(fold) for fold in split]
-    fold = min(range(folds), key=lambda f: min(same[f], different[f]))
-    most = min(same[fold], different[fold])
-    if most >= wanted:
-        return
+    fold = min(range(len(split)), key=lambda f: min(same[f], different[f]))
     kind, have = ("same-person", same[fold]) if same[fold] <= different[fold] else ("different-person", different[fold])
     people = split[fold]
-    raise UsageError(
-        f"--pairs-per-fold {wanted}: with --folds {folds}, fold {fold + 1} ({len(people)} identities, "
-        f"{sum(p.same_pairs > 0 for p in people)} with 2 or more images, {sum(len(p.images) for p in people)} "
-        f"images) has only {have} distinct {kind} pairs; use --pairs-per-fold {most} or fewer, or fewer --folds"
-    )
+    why = (f"fold {fold + 1} has {len(people)} identities, {sum(p.same_pairs > 0 for p in people)} with 2 or more "
+           f"images, {sum(len(p.images) for p in people)} images: only {have} distinct {kind} pairs")
+    return min(same[fold], different[fold]), why
+
+
+def _fewer_folds(people: list[Person], folds: int, wanted: int, seed: int) -> str:
+    """', or --folds K (which allows N)' for the most folds below ``folds`` that give ``wanted`` pairs each."""
+    for fewer in range(min(folds - 1, _most_folds(people)), 1, -1):
+        most, _ = _capacity(_split(people, fewer, np.random.default_rng(seed)))  # as make_benchmark would split
+        if most >= wanted:
+            return f", or --folds {fewer} (which allows {most})"
+    return ""
 
 
 def _water_fill(capacity: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
@@ -260,13 +332,18 @@ def people_text(bench: Benchmark) -> str:
     return "\n".join(lines) + "\n"
 
 
-def protocol_text(bench: Benchmark, name: str, pairs_file: str, seed: int, landmarks_file: str) -> str:
-    """A protocol definition whose ``images`` table numbers each person's images as the pairs file does."""
+def protocol_text(
+    bench: Benchmark, name: str, pairs_file: str, seed: int, landmarks_file: str, identity: str | None = None
+) -> str:
+    """A protocol definition whose ``images`` table numbers each person's images as the pairs file does; its
+    description says where the people came from (sub-folders, or the ``identity`` rule on file names)."""
     per_fold = bench.pairs_per_fold
+    origin = "each sub-folder a person" if identity is None else f"the person from the file name by {identity!r}"
     description = (f"{name}: {len(bench.folds)} identity-disjoint folds of {per_fold} same + {per_fold} different "
-                   f"pairs (lrbench pairs make, seed {seed})")
+                   f"pairs (lrbench pairs make, seed {seed}, {origin})")
     lines = [
         "# Written by lrbench pairs make: the benchmark of an identity folder, for lrbench run --protocol.",
+        f"# People: {origin}.",
         f"name = {_toml_string(name)}",
         f"description = {_toml_string(description)}",
         f"pairs_file = {_toml_string(pairs_file)}",
@@ -308,8 +385,13 @@ def pairs():
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
               help="The pairs file to write (LFW View 2 format); put it in IDENTITY_FOLDER for `lrbench run`.")
 @click.option("--folds", default=10, show_default=True, help="Identity-disjoint folds.")
-@click.option("--pairs-per-fold", default=300, show_default=True,
-              help="Same-person pairs per fold (and as many different-person pairs).")
+@click.option("--pairs-per-fold", type=int,
+              help=f"Same-person pairs per fold (and as many different-person pairs); default "
+              f"{DEFAULT_PAIRS_PER_FOLD}, or the most every fold allows if that is fewer (said so).")
+@click.option("--identity", metavar="REGEX",
+              help="The person of each image from its file name: a regular expression whose one group is the "
+              "person, searched in the name, e.g. '^(subject\\d+)\\.' for subject01.glasses (default: the "
+              "sub-folder).")
 @click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same files.")
 @click.option("--people-out", type=click.Path(path_type=Path),
               help="The people split (LFW people.txt format); default: people.txt beside --out.")
@@ -319,8 +401,9 @@ def pairs():
               help="Use only the images this landmark file has landmarks for; default: landmarks.txt in "
               "IDENTITY_FOLDER if there is one (all images if not).")
 @click.option("--overwrite", is_flag=True, help="Replace the output files if they exist.")
-def make(identity_folder, out, folds, pairs_per_fold, seed, people_out, protocol_out, landmarks, overwrite):
-    """Write pairs, people split and protocol for a folder holding one sub-folder of images per person.
+def make(identity_folder, out, folds, pairs_per_fold, identity, seed, people_out, protocol_out, landmarks, overwrite):
+    """Write pairs, people split and protocol for a folder holding one sub-folder of images per person (or
+    images whose file names say who they show: --identity).
 
     The pairs file is LFW View 2's format; image `NAME i` in it is the i-th of NAME's images (sorted) as
     listed in the protocol file, which `lrbench run --protocol` reads.
@@ -331,23 +414,30 @@ def make(identity_folder, out, folds, pairs_per_fold, seed, people_out, protocol
                "--protocol-out": protocol_out or out.with_name("protocol.toml")}
     _check_outputs(outputs, overwrite)
     check_options(folds, pairs_per_fold, seed)
+    if identity is not None:
+        identity_pattern(identity)
     if landmarks is None and (Path(identity_folder) / "landmarks.txt").is_file():
         landmarks = Path(identity_folder) / "landmarks.txt"
     elif landmarks is not None and not landmarks.is_file():
         raise UsageError(f"--landmarks {landmarks}: no such file")
-    people = scan_identities(identity_folder, landmarks)
+    people = scan_identities(identity_folder, landmarks, identity)
     bench = make_benchmark(people, folds, pairs_per_fold, seed, where=str(identity_folder))
+    if bench.capped:
+        click.echo(f"--pairs-per-fold: {bench.capped}")
     name = Path(identity_folder).resolve().name or "identities"
     # Where lrbench run looks for the landmarks: relative to the pairs file's folder.
     landmarks_file = Path(os.path.relpath(landmarks.resolve(), out.resolve().parent)) if landmarks else None
     texts = {"--out": pairs_text(bench), "--people-out": people_text(bench),
              "--protocol-out": protocol_text(bench, name, out.name, seed,
-                                             landmarks_file.as_posix() if landmarks_file else "landmarks.txt")}
+                                             landmarks_file.as_posix() if landmarks_file else "landmarks.txt",
+                                             identity)}
     with OutputLock(out, "--out", command=_command_line()):
         write_all_atomic({path: texts[option] for option, path in outputs.items()})  # all three or none
     images = sum(len(p.images) for p in people)
-    click.echo(f"{identity_folder}: {len(people)} persons, {images} images → {folds} folds × ({pairs_per_fold} same "
-               f"+ {pairs_per_fold} different) pairs over {bench.unique_images} images")
+    named = f" (named by --identity {identity!r})" if identity is not None else ""
+    per_fold = bench.pairs_per_fold
+    click.echo(f"{identity_folder}: {len(people)} persons{named}, {images} images → {folds} folds × ({per_fold} same "
+               f"+ {per_fold} different) pairs over {bench.unique_images} images")
     click.echo(f"wrote {out}, {outputs['--people-out']}, {outputs['--protocol-out']}")
     data_parent = {Path(identity_folder).resolve(), Path(identity_folder).resolve().parent}
     pairs_option = "" if out.resolve().parent in data_parent else f" --pairs {out}"

@@ -187,22 +187,48 @@ def test_options_the_folder_cannot_supply_are_refused_with_the_numbers(folder, e
     assert not (folder / "pairs.txt").exists()
 
 
-def test_more_same_pairs_than_a_fold_has_are_refused_with_the_most_it_can_give(folder):
+def test_more_same_pairs_than_every_fold_has_are_refused_with_the_most_all_folds_allow(folder):
     result = make(folder, "--pairs-per-fold", 60)
     assert result.exit_code == 2
-    assert re.fullmatch(r"Error: --pairs-per-fold 60: with --folds 3, fold \d \(8 identities, [67] with 2 or more "
-                        r"images, \d+ images\) has only (\d+) distinct same-person pairs; use --pairs-per-fold \1 or "
-                        "fewer, or fewer --folds", one_error_line(result))
+    line = one_error_line(result)
+    most = re.fullmatch(r"Error: --pairs-per-fold 60: the most all 3 folds allow is (\d+) \(fold \d has 8 identities, "
+                        r"[67] with 2 or more images, \d+ images: only \1 distinct same-person pairs\); use "
+                        r"--pairs-per-fold \1 or fewer, or leave the option out to take the most, or --folds 2 "
+                        r"\(which allows (\d+)\)", line)
+    assert most, line
     assert not (folder / "pairs.txt").exists()
+    assert make(folder, "--pairs-per-fold", most[1]).exit_code == 0  # the advice works at the first try
+    assert make(folder, "--folds", 2, "--pairs-per-fold", most[2], "--overwrite").exit_code == 0
 
 
 def test_more_different_pairs_than_a_fold_has_are_refused():
     # Per fold one person with 10 images and two with one: 45 same pairs but only 10 + 10 + 1 different ones.
     people = [*people_of(2, images=10), *[Person(n, (f"{n}/1.jpg",)) for n in "abcd"]]
-    with pytest.raises(UsageError, match=r"^--pairs-per-fold 22: with --folds 2, fold \d \(3 identities, 1 with 2 or "
-                       r"more images, 12 images\) has only 21 distinct different-person pairs; use --pairs-per-fold 21 "
-                       "or fewer, or fewer --folds$"):
+    with pytest.raises(UsageError, match=r"^--pairs-per-fold 22: the most all 2 folds allow is 21 \(fold \d has 3 "
+                       r"identities, 1 with 2 or more images, 12 images: only 21 distinct different-person pairs\); "
+                       r"use --pairs-per-fold 21 or fewer, or leave the option out to take the most$"):
         make_benchmark(people, folds=2, pairs_per_fold=22, seed=0)
+
+
+def test_without_pairs_per_fold_a_small_folder_gets_the_most_every_fold_allows_and_is_told(tmp_path):
+    # 40 people of 1 to 11 images: ten folds cannot hold LFW's 300 pairs each.
+    counts = {f"person{k:02d}": 1 + (7 * k) % 11 for k in range(40)}
+    folder = identity_folder(tmp_path / "forty", counts)
+    result = invoke("pairs", "make", folder, "--out", folder / "pairs.txt")
+    assert result.exit_code == 0, result.output
+    told = re.match(r"--pairs-per-fold: (\d+) pairs per fold, fewer than the default 300: the most all 10 folds allow "
+                    r"\(fold \d+ has \d+ identities", result.stdout)
+    assert told, result.stdout
+    records = parse_lfw_pairs(folder / "pairs.txt")
+    assert len(records) == 10 * 2 * int(told[1])
+    refused = invoke("pairs", "make", folder, "--out", folder / "pairs.txt", "--overwrite", "--pairs-per-fold",
+                     int(told[1]) + 1)
+    assert f"the most all 10 folds allow is {told[1]}" in one_error_line(refused)
+
+
+def test_a_folder_that_allows_300_pairs_per_fold_gets_them_without_a_word():
+    bench = make_benchmark(people_of(40, images=30), folds=10, pairs_per_fold=None, seed=0)
+    assert bench.pairs_per_fold == 300 and bench.capped == ""
 
 
 def test_a_folder_too_small_for_two_folds_is_refused_naming_it():
@@ -227,7 +253,8 @@ def test_a_folder_without_identity_sub_folders_is_refused(tmp_path):
     result = make(tmp_path / "flat", out=tmp_path / "pairs.txt")
     assert result.exit_code == 1
     assert one_error_line(result) == (f"Error: {tmp_path / 'flat'}: no sub-folder holds images (3 images lie directly "
-                                      "in it); expected one sub-folder of images per person, e.g. Ann/1.jpg")
+                                      "in it); expected one sub-folder of images per person, e.g. Ann/1.jpg, or the "
+                                      "person in the file names with --identity REGEX")
 
 
 def test_a_missing_folder_is_refused(tmp_path):
@@ -391,3 +418,63 @@ def test_running_made_pairs_without_their_protocol_says_which_protocol_to_pass(f
     hint = f"(pairs from lrbench pairs make? pass --protocol {folder / 'protocol.toml'})"
     assert one_error_line(result).startswith("Error: cannot find the images of lfw-view2: ")
     assert one_error_line(result).endswith(hint)
+
+
+# -- the person from the file name: --identity ------------------------------------------------------------------
+
+
+@pytest.fixture
+def flat(tmp_path):
+    """One folder, no sub-folders: 12 people with 3 images each, named as the Yale faces are, plus strays."""
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for k in range(12):
+        for mood in ("happy", "sad", "wink"):
+            (folder / f"subject{k:02d}.{mood}.jpg").touch()
+    (folder / "readme.jpg").touch()
+    return folder
+
+
+def test_identity_takes_each_person_from_the_file_name_and_the_protocol_records_the_rule(flat):
+    rule = r"^(subject\d+)\."
+    result = invoke("pairs", "make", flat, "--out", flat / "pairs.txt", "--identity", rule, "--folds", 2,
+                    "--pairs-per-fold", 6)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{flat}: 12 persons (named by --identity {rule!r}), 36 images")
+    assert "left out 1 images whose file names --identity" in result.stderr and "readme.jpg" in result.stderr
+    definition = ProtocolDefinition.from_toml(flat / "protocol.toml")
+    assert f"the person from the file name by {rule!r}" in definition.description
+    assert definition.images["subject03"] == ("subject03.happy.jpg", "subject03.sad.jpg", "subject03.wink.jpg")
+    pair_set = definition.load(flat)
+    for (a, b), first, second in zip(pair_set.names, pair_set.first, pair_set.second):
+        assert pair_set.images[first].startswith(a + ".") and pair_set.images[second].startswith(b + ".")
+
+
+def test_identity_reads_file_names_whatever_folders_they_lie_in(tmp_path):
+    folder = tmp_path / "nested"
+    for k in range(8):
+        for session in ("day1", "day2"):
+            (folder / session).mkdir(parents=True, exist_ok=True)
+            (folder / session / f"id{k}_{session}.png").touch()
+    people = scan_identities(folder, identity=r"^(id\d+)_")
+    assert [p.name for p in people] == [f"id{k}" for k in range(8)]
+    assert people[0].images == ("day1/id0_day1.png", "day2/id0_day2.png")
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("subject(", "--identity 'subject(': not a regular expression"),
+        (r"^subject\d+", r"needs exactly one group, the person in the file name, e.g. '^(subject\d+)\.'"),
+        (r"^(subject)(\d+)", "needs exactly one group"),
+    ],
+)
+def test_an_identity_rule_without_exactly_one_group_is_refused(flat, rule, message):
+    result = invoke("pairs", "make", flat, "--out", flat / "pairs.txt", "--identity", rule)
+    assert result.exit_code == 2 and message in one_error_line(result)
+    assert not (flat / "pairs.txt").exists()
+
+
+def test_an_identity_rule_that_names_nobody_is_refused(flat):
+    with pytest.raises(DataError, match=r"--identity '\^\(face\\\\d\+\)' finds a person in none of the 37 image file"):
+        scan_identities(flat, identity=r"^(face\d+)")

@@ -118,7 +118,8 @@ def scan_folder(root: Path, people: set[str] | None = None) -> FaceFolder:
         images = [rel for rel in images if rel.split("/", 1)[0] in people]
     if not images:
         wanted = " of the listed people" if people is not None else ""
-        raise DataError(f"{root}: no images{wanted} ({', '.join(IMAGE_SUFFIXES)}) found")
+        raise DataError(f"{root}: no images{wanted} found ({', '.join(IMAGE_SUFFIXES)}, or any file whose content is "
+                        "an image)")
     if all("/" in rel for rel in images):
         names = [rel.split("/", 1)[0] for rel in images]
         identities = sorted(set(names))
