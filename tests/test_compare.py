@@ -7,7 +7,7 @@ import pytest
 from cli_helpers import invoke, one_line_error
 
 from lrbench.compare import COMPARE_FILES
-from lrbench.results import load_run
+from lrbench.results import RunData, load_run, recompute
 
 # Ten pairs, two folds of five, one threshold (0.5) in each: a pair is decided "same" iff its score > 0.5.
 SAME = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
@@ -36,13 +36,21 @@ def hand_run(path, right, dfs=(1,), protocol="lfw-view2", pairs_sha="p" * 64, la
     base = pd.DataFrame({"pair": range(10), "fold": np.repeat([1, 2], 5), "same": SAME, "image_a": images_a,
                          "image_b": images_b})
     pd.concat([base.assign(df=df, score=score) for df in dfs]).to_csv(path / "scores.csv", index=False)
-    pd.DataFrame([{"df": df, "fold": fold, "accuracy": 0.5, "threshold": 0.5} for df in dfs for fold in (1, 2)]).to_csv(
-        path / "folds.csv", index=False)
-    pd.DataFrame([{"df": df, "fpr": 0.0, "tpr": 0.0} for df in dfs]).to_csv(path / "roc.csv", index=False)
+    folds = pd.DataFrame([{"df": df, "fold": fold, "accuracy": 0.0, "threshold": 0.5} for df in dfs for fold in (1, 2)])
+    # the thresholds are set by hand, as a merged cross-validated run's are given: the rest is computed from them
+    run = RunData({**manifest, "cross_validation": {"kind": "by hand"}}, pd.DataFrame(), folds, pd.DataFrame(),
+                  pd.read_csv(path / "scores.csv"), path=path)
+    metrics = recompute(run)
+    folds["accuracy"] = [accuracy for df in dfs for accuracy in metrics[df].fold_accuracy]
+    folds.to_csv(path / "folds.csv", index=False)
+    roc = [{"df": df, "fpr": f, "tpr": t} for df in dfs for f, t in zip(metrics[df].roc_fpr, metrics[df].roc_tpr)]
+    pd.DataFrame(roc).to_csv(path / "roc.csv", index=False)
     results = [{"df": df, "probe_px": f"{96 // df}×{112 // df}", "interocular_px": 35.0 / df,
-                "accuracy_mean": correct.mean(), "accuracy_std": 0.0, "accuracy_sem": 0.0, "auc": 0.5, "eer": 0.5,
-                "tar_at_far_0.001": 0.0, "tar_at_far_0.01": 0.0} for df in dfs]
+                "accuracy_mean": metrics[df].accuracy_mean, "accuracy_std": metrics[df].accuracy_std,
+                "accuracy_sem": metrics[df].accuracy_sem, "auc": metrics[df].auc, "eer": metrics[df].eer,
+                **{f"tar_at_far_{far:g}": tar for far, tar in metrics[df].tar_at_far.items()}} for df in dfs]
     pd.DataFrame(results).to_csv(path / "results.csv", index=False)
+    (path / "manifest.json").write_text(json.dumps(run.manifest))
     return path
 
 
