@@ -245,9 +245,11 @@ class RecordPack:
         if not 1 <= start <= end or header.labels[0] != start or header.labels[1] != end:
             raise self.error(0, f"header labels {header.labels[:2].tolist()} are not a range of "
                              "identity records after the images")
+        if end == start:
+            raise DataError(f"{self.path}: the header lists no identities")
         self._require_keys(range(1, end), "the header's record range")
         labels = np.full(start - 1, -1, dtype=np.int64)
-        for identity, record in enumerate(self.read_all(range(start, end)) if end > start else []):
+        for identity, record in enumerate(self.read_all(range(start, end))):
             key = record.key
             first, last = (int(value) for value in record.labels[:2]) if record.flag >= 2 else (0, 0)
             if record.flag < 2 or not 1 <= first < last <= start or (labels[first - 1 : last - 1] != -1).any():
@@ -258,8 +260,6 @@ class RecordPack:
         if len(unlabelled):
             key = int(unlabelled[0]) + 1
             raise self.error(key, f"an image in no identity's range ({len(unlabelled)} such images)")
-        if end == start:
-            raise DataError(f"{self.path}: the header lists no identities")
         return np.arange(1, start, dtype=np.int64), labels, end - start, True
 
     def _scanned_labels(self) -> tuple[np.ndarray, np.ndarray, int, bool]:

@@ -194,6 +194,16 @@ def test_an_image_labelled_against_its_identity_record_is_refused(tmp_path):
         RecordPack(rec).image(1)
 
 
+def test_identity_records_whose_ranges_overlap_are_refused(small_pack):
+    rec, _ = small_pack
+    data = bytearray(rec.read_bytes())
+    at = offsets(rec)[8] + 8 + 24  # identity 1 (record 7 + 1): its two float labels after the IRHeader
+    data[at : at + 8] = struct.pack("<2f", 2.0, 4.0)  # identity 0 holds images 1 and 2
+    rec.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"record 8 \(byte \d+\): identity 1's image range \[2.0, 4.0\] is not a new"):
+        RecordPack(rec)
+
+
 def test_an_index_line_that_is_not_key_and_offset_is_refused_naming_it(small_pack):
     rec, _ = small_pack
     index = rec.with_suffix(".idx")
