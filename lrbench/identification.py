@@ -1,8 +1,9 @@
-"""Identification (1:N search): chunked gallery search with a running top-k, rank-k / CMC and TPIR@FPIR.
+"""Identification (1:N search): a one-pass chunked gallery search, rank-k / CMC and TPIR@FPIR.
 
-The search never holds the probe × gallery score matrix: probes and gallery are cut into chunks, each
-chunk's scores are reduced at once (to the score of the best mate, to counts of entries scoring at least
-that, to a running top-k), so memory grows with the chunk sizes, not with the gallery.
+The search never holds the probe × gallery score matrix: probes and gallery are cut into chunks, and each
+chunk product is reduced at once (to a running top-k, the open-set best score, and the count of entries
+scoring at least each probe's best mate score, known beforehand from the mates alone), so memory grows with
+the chunk sizes, not with the gallery. docs/identification.md explains it.
 """
 
 from __future__ import annotations
