@@ -82,9 +82,8 @@ class Search:
     top_index: np.ndarray  # (P, k) their gallery entries (-1 past the end of a small gallery)
 
 
-# Probes × gallery entries per chunk product: on the CPU a tile whose scores stay in the cache while they are
-# reduced (measured: 1024 × 8192 is at 0.83 of the bare products where 4096 × 65536 is at 0.3); an
-# accelerator needs larger ones to be kept busy.
+# Probes × gallery entries per chunk product: on the CPU a tile of scores (32 MiB) that is reduced while it
+# is still in the cache; an accelerator needs larger ones to be kept busy.
 CHUNKS = {"cpu": (1024, 8192), "accelerator": (4096, 32768)}
 # How far a mate's score computed on its own may lie from the same score inside a chunk product (another
 # summation order): this many float32 roundings × √dims; a wider gap only costs the probe a recount.
@@ -103,7 +102,7 @@ def _rows(features: torch.Tensor, rows: np.ndarray, metric: str, device: torch.d
     """``features[rows]`` as float32 on ``device``, unit length for cosine (row by row, so the same values as
     normalising the whole table at once)."""
     if features.device.type == "cpu" and features.dtype == torch.float32:  # numpy gathers rows ten times faster
-        picked = torch.from_numpy(features.detach().numpy()[rows]).float()
+        picked = torch.from_numpy(features.numpy()[rows])
     else:
         picked = features[torch.as_tensor(rows, device=features.device)].float()
     return (_unit(picked) if metric == "cosine" else picked).to(device)
@@ -154,6 +153,7 @@ def search(
     n_probes, n_gallery = len(probes), len(rows)
     probe_codes, gallery_codes = np.asarray(probe_ids, dtype=np.int64), np.asarray(gallery_ids, dtype=np.int64)
     opened = np.ones(n_gallery, bool) if open_gallery is None else np.asarray(open_gallery, bool)
+    probes, gallery = probes.detach(), gallery.detach()
     probes = (_unit(probes.float()) if metric == "cosine" else probes.float()).to(device)
     left_out = np.full(n_probes, -1) if left_out is None else np.asarray(left_out, dtype=np.int64)
     mates = _mate_pairs(probe_codes, gallery_codes, left_out)
@@ -246,7 +246,7 @@ def _sweep(probes, gallery, rows, opened, mates, own, metric, device, gallery_ch
                 if top is None and not count:
                     continue
                 scores = _scores(probes[start:stop], block, metric)
-                tile = scores.numpy() if scores.device.type == "cpu" else scores  # numpy's row reductions are faster
+                tile = _as_tile(scores)
                 _, row, column = _in_tile(own, start, stop, g, g + len(block))
                 tile[_like(tile, row), _like(tile, column)] = -np.inf  # as if the entry were not there
                 row_max = _host(_row_max(tile))  # rows whose maximum is below a threshold need no look
@@ -368,6 +368,10 @@ class _Rivals:
 
 # A tile is a numpy array on the CPU (numpy's row reductions and comparisons run several times faster there
 # than torch's) and a torch tensor on other devices; these few helpers serve both.
+
+
+def _as_tile(scores: torch.Tensor):
+    return scores.numpy() if scores.device.type == "cpu" else scores
 
 
 def _host(value) -> np.ndarray:

@@ -116,6 +116,19 @@ def test_a_brute_force_search_over_exact_ties_agrees(chunks):
             assert found.top_scores[i, : len(order)].tolist() == row[order].tolist()
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_the_torch_reductions_used_on_a_gpu_give_the_same_numbers(monkeypatch, metric):
+    """On a GPU the tiles stay torch tensors on the device; here on the CPU, with the same code."""
+    monkeypatch.setattr(identification, "_as_tile", lambda scores: scores)
+    rng = np.random.default_rng(13)
+    for ties in (False, True):
+        probes, gallery, probe_ids, gallery_ids, opened = random_case(rng, ties)
+        found = search(probes, gallery.double(), probe_ids, gallery_ids, opened, metric, 5, 16, 32)
+        expected = two_pass_search(probes, gallery, probe_ids, gallery_ids, opened, metric, 5, 16, 32)
+        for field in FIELDS[:-1] if ties else FIELDS:
+            np.testing.assert_array_equal(getattr(found, field), expected[field], err_msg=field)
+
+
 def test_a_tie_in_the_top_k_lists_the_earlier_entry_first():
     gallery = torch.tensor([[0.0, 1.0]] + [[1.0, 0.0]] * 6)
     found = search(torch.tensor([[1.0, 0.0]]), gallery, np.array([0]), np.array([0, 1, 2, 3, 4, 5, 6]),
