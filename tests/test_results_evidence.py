@@ -47,11 +47,9 @@ def test_every_row_of_the_table_names_a_committed_run_directory():
 @pytest.mark.parametrize("folder", COMMITTED_DIRS, ids=lambda path: path.name)
 def test_a_committed_run_holds_the_five_files_and_its_numbers_are_its_scores(folder):
     assert {path.name for path in folder.iterdir()} == RUN_FILES
-    run = load_run(folder)
-    recomputed = results_table.recompute(run)
-    results_table.cross_check(run, recomputed)  # raises, naming the file, if any number disagrees
+    run = load_run(folder)  # recomputes every number from scores.csv and raises, naming the file, on a difference
     for row in run.results.to_dict("records"):
-        assert row["accuracy_mean"] == recomputed[row["df"]].accuracy_mean
+        assert row["accuracy_mean"] == run.recomputed[row["df"]].accuracy_mean
 
 
 @pytest.mark.parametrize("folder", COMMITTED_DIRS, ids=lambda path: path.name)
@@ -240,8 +238,7 @@ def test_a_merged_cross_validated_run_keeps_its_folds_own_thresholds(evidence, t
     folds = pd.read_csv(path)
     folds.loc[folds["fold"] == 3, "threshold"] += 0.001  # as fold 3's own model might have chosen it
     folds.to_csv(path, index=False)
-    run = load_run(folder)
-    results_table.cross_check(run, results_table.recompute(run))  # not recomputable from the held-out scores
+    load_run(folder)  # reads: the thresholds are not recomputable from the held-out scores, so they are given
 
 
 def test_a_merged_run_whose_fold_accuracy_its_threshold_does_not_give_is_refused(evidence, tmp_path):
@@ -251,9 +248,8 @@ def test_a_merged_run_whose_fold_accuracy_its_threshold_does_not_give_is_refused
     assert folds.loc[folds["fold"] == 3, "accuracy"].item() != 0.5
     folds.loc[folds["fold"] == 3, "threshold"] = 10.0  # every fold-3 pair "different": half of them right
     folds.to_csv(path, index=False)
-    run = load_run(folder)
     with pytest.raises(DataError, match=re.escape(f"{path}: DF 1 fold 3 accuracy is ")):
-        results_table.cross_check(run, results_table.recompute(run))
+        load_run(folder)
 
 
 def test_a_df_the_table_shows_but_a_run_lacks_is_refused(copied):
