@@ -101,3 +101,9 @@ def test_the_embedding_norm_is_the_mean_norm_of_the_unmirrored_network_output():
                                  torch.device("cpu"), show_progress=False)
     extractor.features(1, np.arange(2))
     assert extractor.embedding_norm(1) == pytest.approx(20.0)
+
+
+def test_a_run_written_before_holds_an_unmeasurable_tar_and_still_reads_without_it(run_dir, tmp_path):
+    edited = _edited(run_dir, tmp_path, RESULTS, 0, "tar_at_far_0.01", 0.25)  # what older lrbench wrote there
+    run = load_run(edited)
+    assert run.results["tar_at_far_0.01"].isna().all()
