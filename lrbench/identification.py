@@ -57,17 +57,25 @@ def identification_counts(ident: IdentificationSet) -> dict[str, int]:
     }
 
 
-def generated_distractors(enrolled: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
-    """``count`` distractor features drawn at the feature level: normal, with the per-dimension mean and spread
-    of the protocol's real enrolled features ``enrolled`` (gallery and distractors at the gallery's DF).
+def generated_distractors(enrolled: torch.Tensor, count: int, seed: int = 0, basis: int = 1000) -> torch.Tensor:
+    """``count`` distractor features drawn at the feature level: normal, with the mean and covariance of the
+    protocol's real enrolled features ``enrolled`` (gallery and distractors at the gallery's DF; of ``basis`` of
+    them chosen with the seed where there are more), so they spread as real faces' features do, not evenly.
 
     A gallery of any size without its images, for testing search and memory at scale; such distractors are
     not faces, so the numbers they give are no accuracy benchmark.
     """
+    generator = torch.Generator().manual_seed(seed)
     enrolled = enrolled.double()
-    mean, spread = enrolled.mean(0).float(), enrolled.std(0, correction=0).float()
-    drawn = torch.randn(count, enrolled.shape[1], generator=torch.Generator().manual_seed(seed))
-    return drawn.mul_(spread).add_(mean)
+    if len(enrolled) > basis:
+        enrolled = enrolled[torch.randperm(len(enrolled), generator=generator)[:basis]]
+    mean = enrolled.mean(0)
+    centred = ((enrolled - mean) / len(enrolled) ** 0.5).float()  # weights ~ N(0, I) give its covariance
+    drawn = torch.empty(count, enrolled.shape[1])
+    for start in range(0, count, 65536):  # the weights a chunk at a time
+        weights = torch.randn(min(65536, count - start), len(centred), generator=generator)
+        drawn[start : start + len(weights)] = weights @ centred + mean.float()
+    return drawn
 
 
 @dataclass

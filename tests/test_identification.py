@@ -11,7 +11,16 @@ import torch
 from cli_helpers import invoke
 
 from lrbench.errors import DataError
-from lrbench.identification import NO_ID, check_set, cmc, rank_accuracy, search, search_set, tpir_at_fpir
+from lrbench.identification import (
+    NO_ID,
+    check_set,
+    cmc,
+    generated_distractors,
+    rank_accuracy,
+    search,
+    search_set,
+    tpir_at_fpir,
+)
 from lrbench.identification_layout import IdentificationLayout
 from lrbench.specs import IdentificationSet
 
@@ -267,6 +276,18 @@ def test_generated_distractors_enlarge_the_gallery_and_the_search_shows_its_prog
     # the open set has no distractors: TPIR does not move
     pd.testing.assert_series_equal(pd.read_csv(plain / "results.csv")["tpir_at_fpir_0.1"],
                                    pd.read_csv(large / "results.csv")["tpir_at_fpir_0.1"])
+
+
+def test_generated_distractors_spread_as_the_real_features_do():
+    real = torch.from_numpy(np.random.default_rng(2).standard_normal((6, 10))) * torch.arange(1, 11)
+    drawn = generated_distractors(real, 100_000).double()
+    centred = (real - real.mean(0)).numpy()
+    np.testing.assert_allclose(drawn.mean(0).numpy(), real.mean(0).numpy(), atol=0.05)
+    np.testing.assert_allclose(np.cov(drawn.numpy().T, bias=True), centred.T @ centred / 6, atol=0.05 * 100)
+    span = np.linalg.svd(centred, full_matrices=False)[2][:5]  # 6 real features span 5 directions around the mean
+    off = (drawn.numpy() - real.mean(0).numpy()) @ (np.eye(10) - span.T @ span)
+    assert np.abs(off).max() < 1e-3
+    assert torch.equal(generated_distractors(real, 10), generated_distractors(real, 10))
 
 
 def test_probe_groups_are_reported_each(synth_data, tmp_path):
