@@ -19,6 +19,12 @@ def run(root, toml, out, *extra):
     return json.loads((out / "manifest.json").read_text())["timings"], result
 
 
+@pytest.fixture(autouse=True)
+def cold_cache(tmp_path, monkeypatch):
+    """A cache of this test's own: the session's shared one may hold the features already."""
+    monkeypatch.setenv("LRBENCH_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def layout(synth_data, tmp_path):
     root = write_layout(synth_data, tmp_path / "set")
