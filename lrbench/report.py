@@ -53,6 +53,8 @@ DATA_FACTS = {
     "images sha256": ("data", "images_sha256"),
     "landmarks sha256": ("data", "landmarks_sha256"),
     "pre-aligned images (--aligned)": ("settings", "aligned"),
+    "framing of the pre-aligned images": ("input", "aligned_crops", "source_template"),
+    "generated distractors": ("data", "generated_distractors"),
 }
 HTML_STYLE = (
     "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:.5em 0}"
