@@ -169,7 +169,8 @@ def test_unknown_framing_is_covered_and_centred_not_stretched():
     # a 250×250 image whose framing is unknown, for a 96×112 template: a centred 214×250 box, resized uniformly
     image = np.zeros((250, 250, 3), np.uint8)
     image[100:150, 100:150] = 255  # a 50×50 square in the middle
-    crop = TemplateConversion(SPHEREFACE_96x112, SPHEREFACE_96x112, assumed=True).apply(Image.fromarray(image))[..., 0] > 127
+    conversion = TemplateConversion(SPHEREFACE_96x112, SPHEREFACE_96x112, assumed=True)
+    crop = conversion.apply(Image.fromarray(image))[..., 0] > 127
     rows, cols = np.flatnonzero(crop.any(1)), np.flatnonzero(crop.any(0))
     assert abs(len(rows) - len(cols)) <= 1, "a square stays a square"
     assert abs((rows[0] + rows[-1]) / 2 - 55.5) <= 1 and abs((cols[0] + cols[-1]) / 2 - 47.5) <= 1

@@ -56,7 +56,7 @@ def test_every_reader_refuses_an_edited_results_csv(run_dir, tmp_path, command):
 
 
 def test_a_tar_below_one_impostor_pair_is_not_measured_anywhere(run_dir):
-    from lrbench.report import console_table, results_json, results_html
+    from lrbench.report import console_table, results_html, results_json
 
     run = load_run(run_dir)  # synth: 10 folds × 4 impostor pairs; 1 % of 40 is 0.4 of a pair
     assert run.results["tar_at_far_0.01"].isna().all() and run.results["tar_at_far_0.001"].isna().all()
@@ -86,7 +86,7 @@ def test_the_embedding_norm_is_the_mean_norm_of_the_unmirrored_network_output():
     import numpy as np
     import torch
 
-    from lrbench import SPHEREFACE_96x112, InputSpec
+    from lrbench import InputSpec, SPHEREFACE_96x112
     from lrbench.engine import FeatureExtractor
 
     class Brightness(torch.nn.Module):

@@ -32,8 +32,8 @@ def test_the_wheel_carries_the_licences_protocols_and_detector_weights(wheel):
     for data in ("lrbench_protocols/lfw-view2.toml", "lrbench_protocols/identification/tinyface.toml",
                  "lrbench_plugins/mtcnn_weights/pnet.pt", "lrbench_plugins/mtcnn_weights/LICENSE.md"):
         assert data in names, data
-    packages = {str(path.parent.relative_to(REPO)).replace("/", ".") for path in (REPO / "lrbench").rglob("__init__.py")}
-    assert {f"{package.replace('.', '/')}/__init__.py" for package in packages} <= names, "a subpackage is missing"
+    packages = {str(path.relative_to(REPO)) for path in (REPO / "lrbench").rglob("__init__.py")}
+    assert packages <= names, f"a subpackage is missing: {sorted(packages - names)}"
 
 
 def test_the_installed_wheel_runs_from_a_fresh_environment(wheel, tmp_path):
