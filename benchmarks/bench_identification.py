@@ -8,7 +8,7 @@ On the same random unit features (every probe with a mate; see ``inputs``), for 
 
 - reference: one pass of the chunk products alone (``torch`` matrix products of the same probe × gallery
   chunks lrbench uses, results thrown away): the physical limit of an exact search in that backend;
-- lrbench: ``lrbench.identification.search``, the whole computation (ranks for CMC and rank-k, top-5,
+- lrbench: ``lrbench.eval.identification.search``, the whole computation (ranks for CMC and rank-k, top-5,
   open-set best scores);
 - faiss: ``IndexFlatIP`` top-5 of every probe (when faiss-cpu is installed: ``pip install faiss-cpu``), which
   gives no ranks.
@@ -74,7 +74,7 @@ def products(p, g, device, probe_chunk, gallery_chunk):
 
 
 def lrbench_search(p, g, probe_ids, gallery_ids, device, probe_chunk, gallery_chunk):
-    from lrbench.identification import search
+    from lrbench.eval.identification import search
 
     found = search(torch.from_numpy(p), torch.from_numpy(g), probe_ids, gallery_ids, device=device,
                    probe_chunk=probe_chunk, gallery_chunk=gallery_chunk)
@@ -133,7 +133,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.end_to_end is not None:
         return end_to_end(args.end_to_end, args.device)
-    from lrbench.identification import CHUNKS
+    from lrbench.eval.identification import CHUNKS
 
     device = torch.device(args.device)
     default_chunks = CHUNKS["cpu" if device.type == "cpu" else "accelerator"]
@@ -174,7 +174,7 @@ def one_size(size, probes, dim, rounds, device, probe_chunk, gallery_chunk, fais
 
 def synthetic_layout(folder: Path, generated: int) -> Path:
     """Synthetic people as a TinyFace-style layout under ``folder`` and its protocol file (returned)."""
-    from lrbench.synth import synthesize
+    from lrbench.data.synth import synthesize
 
     paths = synthesize(folder / "synth", seed=1, folds=2, pairs_per_fold=4, people_per_fold=20, images_per_person=4,
                        train_identities=1, train_images_per_identity=1)

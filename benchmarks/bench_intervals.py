@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lrbench.metrics import evaluate_verification
-from lrbench.pairs import parse_lfw_pairs
-from lrbench.stats import IdentityBootstrap, PairScores, fold_decisions, resampled, result_intervals
+from lrbench.data.pairs import parse_lfw_pairs
+from lrbench.report.metrics import evaluate_verification
+from lrbench.report.stats import IdentityBootstrap, PairScores, fold_decisions, resampled, result_intervals
 
 DEFAULT_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw" / "pairs.txt"
 records = parse_lfw_pairs(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_PAIRS)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrbench.metrics import best_threshold, evaluate_verification, naive_seed_fold_accuracies
+from lrbench.report.metrics import best_threshold, evaluate_verification, naive_seed_fold_accuracies
 
 
 def synthetic_lfw_scores(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

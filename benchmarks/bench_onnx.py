@@ -22,7 +22,7 @@ import torch
 from lrbench_plugins.dlib_resnet import DAT_NAME
 
 from lrbench import registry
-from lrbench.models import build_backbone
+from lrbench.eval.models import build_backbone
 from lrbench.plugins import load_plugins, load_plugins_dir
 
 SHARED_DAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / DAT_NAME

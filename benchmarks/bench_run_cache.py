@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lrbench.engine import EvalSettings, evaluate
-from lrbench.synth import synthesize
+from lrbench.data.synth import synthesize
+from lrbench.eval.engine import EvalSettings, evaluate
 
 SHARED_LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 

@@ -6,7 +6,7 @@
     python benchmarks/bench_speed.py --folds 2 --device cuda --batch-size 256 --precision bf16
 
 Any registered backbone works (installed plugins too); `mobilefacenet`, a depthwise-separable network, comes
-from benchmarks/plugins/. All in one process (with lrbench's malloc tuning, see lrbench/allocator.py, which
+from benchmarks/plugins/. All in one process (with lrbench's malloc tuning, see lrbench/eval/allocator.py, which
 is the best allocator setting measured), on the same images and network:
   (a) lrbench's time for one DF (cold: decode + align + features + metrics) against a naive per-pair
       pipeline like the seed's evaluation script (for every pair: decode and align both images, degrade,
@@ -29,15 +29,16 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from lrbench import registry
-from lrbench.align import align_face
-from lrbench.allocator import tune_allocator
-from lrbench.engine import EvalSettings, evaluate, fuse, prepare, resolve_device, score_pairs
-from lrbench.landmarks import landmarks_for
-from lrbench.models import build_backbone
+from lrbench.data.align import align_face
+from lrbench.data.landmarks import landmarks_for
+from lrbench.data.synth import synthesize
+from lrbench.eval.allocator import tune_allocator
+from lrbench.eval.distributed import resolve_device
+from lrbench.eval.engine import EvalSettings, evaluate, fuse, prepare, score_pairs
+from lrbench.eval.models import build_backbone
+from lrbench.eval.precision import PRECISIONS, autocast_for
 from lrbench.options import parse_options
 from lrbench.plugins import load_plugins, load_plugins_dir
-from lrbench.precision import PRECISIONS, autocast_for
-from lrbench.synth import synthesize
 
 SHARED_LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 BENCH_PLUGINS = Path(__file__).resolve().parent / "plugins"

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from lrbench import registry
-from lrbench.synth import synthesize
+from lrbench.data.synth import synthesize
 from lrbench.training import CropBatches, degradation, network_input, scan_folder, trainable_network
 from lrbench.training.data import EpochBatches, aligned_crops, whole_batch
 

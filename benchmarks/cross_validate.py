@@ -6,7 +6,7 @@
 
 For each fold k: ``lrbench train distill`` on the people of the other folds (``--people-folds``) into
 OUT/fold-KK/train, then ``lrbench run --report-folds k`` with that student into OUT/fold-KK/eval (threshold
-chosen on the other folds, LFW's rule); when every fold is done, ``lrbench.crossval.merge_held_out_folds``
+chosen on the other folds, LFW's rule); when every fold is done, ``lrbench.report.crossval.merge_held_out_folds``
 writes OUT/merged, one run directory of all the pairs (``lrbench report`` / ``compare`` read it).
 
 Resumable: a fold whose evaluation is complete is skipped (its student's model.pt may even be deleted, the
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrbench.crossval import merge_held_out_folds
 from lrbench.errors import LrbenchError, UsageError
 from lrbench.fileio import sha256_file, write_atomic
 from lrbench.ranges import parse_ranges
-from lrbench.results import FOLDS, MANIFEST, load_run, run_dir_problem
+from lrbench.report.crossval import merge_held_out_folds
+from lrbench.report.results import FOLDS, MANIFEST, load_run, run_dir_problem
 from lrbench.training.data import people_by_fold
 
 CONFIG = "crossval.json"

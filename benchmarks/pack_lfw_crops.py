@@ -3,7 +3,7 @@
     python benchmarks/pack_lfw_crops.py ../shared/data/lfw runs/lfw-dlib150                # dlib-resnet, 150×150
     python benchmarks/pack_lfw_crops.py ../shared/data/lfw runs/lfw-dlib150 --quality 80   # a chosen quality
 
-Every image of ``SOURCE/lfw-deepfunneled`` is aligned with lrbench's own alignment (``lrbench.crops``, the
+Every image of ``SOURCE/lfw-deepfunneled`` is aligned with lrbench's own alignment (``lrbench.data.crops``, the
 landmarks of ``SOURCE/landmarks.txt``) onto the backbone's registered crop template and written as
 ``OUT/NAME/NAME_NNNN.jpg`` beside copies of ``pairs.txt`` and ``people.txt``; ``OUT/pack.json`` records the
 source, template, quality and sizes. ``lrbench run --data OUT --aligned`` and ``lrbench train distill --data
@@ -28,10 +28,10 @@ import numpy as np
 from PIL import Image
 
 from lrbench import registry
-from lrbench.align import ALIGN_VERSION
-from lrbench.crops import decoder_versions, load_crops
+from lrbench.data.align import ALIGN_VERSION
+from lrbench.data.crops import decoder_versions, load_crops
+from lrbench.data.landmarks import landmarks_for
 from lrbench.fileio import built_in_place, image_files, sha256_file, write_atomic
-from lrbench.landmarks import landmarks_for
 from lrbench.specs import CropTemplate
 
 QUALITIES = (95, 90, 85, 80, 75, 70, 68, 65, 62, 60, 55, 50)

@@ -27,11 +27,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from lrbench.compare import compare_runs
 from lrbench.errors import DataError, LrbenchError
 from lrbench.fileio import write_atomic
-from lrbench.metrics import VerificationResult
-from lrbench.results import RESULTS, RunData, load_run, reported_pairs
+from lrbench.report.compare import compare_runs
+from lrbench.report.metrics import VerificationResult
+from lrbench.report.results import RESULTS, RunData, load_run, reported_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "benchmarks" / "results" / "table.toml"

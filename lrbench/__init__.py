@@ -3,14 +3,14 @@
 The public API a plugin may import is what this module exports; nothing else is promised.
 """
 
-from .align import AlignmentError, align_face, similarity_transform
-from .checkpoints import CheckpointLayout, check_weights_file, load_weights, read_state_dict
-from .degrade import probe_size, resize_down_up
+from .data.align import AlignmentError, align_face, similarity_transform
+from .data.degrade import probe_size, resize_down_up
+from .data.identification_layout import IdentificationLayout
+from .data.identification_layout import check_set as check_identification_set
+from .data.pairs import ProtocolDefinition
 from .errors import DataError, LrbenchError, NumericalError, UsageError
+from .eval.checkpoints import CheckpointLayout, check_weights_file, load_weights, read_state_dict
 from .hookspecs import hookimpl
-from .identification import check_set as check_identification_set
-from .identification_layout import IdentificationLayout
-from .pairs import ProtocolDefinition
 from .progress import warn
 from .specs import (
     ARCFACE_112x112,
@@ -26,8 +26,7 @@ from .specs import (
     SPHEREFACE_96x112,
     TrainerSpec,
 )
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "ARCFACE_112x112",

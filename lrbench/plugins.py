@@ -148,7 +148,7 @@ def plugin_origin(name: str) -> dict:
     Built-ins are part of lrbench (its version); installed plugins name their distribution and version;
     anything else (a loose file, an object a test registered) has neither, and a module gives its file.
     """
-    from . import __version__
+    from .version import __version__
 
     if name in DEFAULT_PLUGINS:
         return {"plugin": name, "distribution": "lrbench", "version": __version__}

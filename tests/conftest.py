@@ -21,7 +21,7 @@ def private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory):
     """A tiny synthetic LFW-format set (10 folds × 4 + 4 pairs), generated once per test session."""
-    from lrbench.synth import synthesize
+    from lrbench.data.synth import synthesize
 
     return synthesize(
         tmp_path_factory.mktemp("synth") / "data",

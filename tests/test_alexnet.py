@@ -6,7 +6,7 @@ import torchvision
 
 from lrbench import registry
 from lrbench.errors import UsageError
-from lrbench.models import build_backbone
+from lrbench.eval.models import build_backbone
 from lrbench.options import parse_options
 
 

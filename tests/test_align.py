@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lrbench import ARCFACE_112x112, CropTemplate, SPHEREFACE_96x112
-from lrbench.align import (
+from lrbench.data.align import (
     AlignmentError,
     TemplateConversion,
     align_face,

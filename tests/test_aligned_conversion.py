@@ -8,12 +8,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from lrbench import BackboneSpec, CropTemplate, InputSpec, hookimpl
-from lrbench.align import TemplateConversion
 from lrbench.cli import cli
-from lrbench.crops import load_crops
-from lrbench.engine import EvalSettings, evaluate
+from lrbench.data.align import TemplateConversion
+from lrbench.data.crops import load_crops
+from lrbench.data.landmarks import landmarks_for
 from lrbench.errors import DataError, UsageError
-from lrbench.landmarks import landmarks_for
+from lrbench.eval.engine import EvalSettings, evaluate
 from lrbench.specs import ARCFACE_112x112
 
 COMMON = {"backbone": "lbp", "dfs": "1,4", "workers": 1, "show_progress": "off", "cache_dir": None}

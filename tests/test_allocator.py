@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from lrbench import allocator
+from lrbench.eval import allocator
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
 # Allocate, touch and free a 64 MiB tensor 20 times, as a network's activations are every batch.
 FAULTS = """
 import resource, sys, torch
-from lrbench.allocator import tune_allocator
+from lrbench.eval.allocator import tune_allocator
 state = tune_allocator()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from cli_helpers import invoke
 
-from lrbench import batching
-from lrbench.batching import BatchSizer
+from lrbench.eval import batching
+from lrbench.eval.batching import BatchSizer
 
 
 @pytest.fixture(autouse=True)

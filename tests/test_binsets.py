@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from lrbench import ARCFACE_112x112, BackboneSpec, InputSpec, hookimpl
-from lrbench.binsets import fold_ids, load_bin, read_bin
 from lrbench.cli import cli
-from lrbench.engine import EvalSettings, evaluate
+from lrbench.data.binsets import fold_ids, load_bin, read_bin
 from lrbench.errors import DataError, LrbenchError, UsageError
+from lrbench.eval.engine import EvalSettings, evaluate
 from lrbench.fileio import sha256_file
 
 
@@ -289,7 +289,7 @@ def test_a_missing_bin_and_a_pairs_option_are_usage_errors(tmp_path):
         f"Error: --protocol none.bin: no such file or in --data {tmp_path}"
     ]
     path = write_bin(tmp_path / "set.bin", small_set(10))
-    from lrbench.binsets import bin_protocol
+    from lrbench.data.binsets import bin_protocol
 
     with pytest.raises(UsageError, match=r"^--pairs p\.txt: .*set\.bin holds its own pairs; leave out --pairs$"):
         bin_protocol(str(path), tmp_path / "cache").load(tmp_path, Path("p.txt"))
@@ -322,7 +322,7 @@ def made_bin(synth_data, tmp_path):
 
 def test_bin_make_writes_pairs_in_fold_order_as_a_pickle_insightface_reads(made_bin, synth_data):
     images, issame = pickle.loads(made_bin.read_bytes())  # what insightface's load_bin does
-    from lrbench.pairs import parse_lfw_pairs
+    from lrbench.data.pairs import parse_lfw_pairs
 
     records = parse_lfw_pairs(synth_data.pairs)
     assert issame == [r.same for r in sorted(records, key=lambda r: r.fold)]
@@ -378,7 +378,7 @@ def name_label_text(same_labels=None, different=10) -> str:
 
 
 def test_name_label_pairs_put_the_kth_tenth_of_each_half_in_fold_k(tmp_path):
-    from lrbench.pairs import parse_name_label_pairs
+    from lrbench.data.pairs import parse_name_label_pairs
 
     path = tmp_path / "pairs_CALFW.txt"
     path.write_text(name_label_text())
@@ -390,7 +390,7 @@ def test_name_label_pairs_put_the_kth_tenth_of_each_half_in_fold_k(tmp_path):
 
 
 def test_cplfw_style_labels_of_1_are_same_person_pairs(tmp_path):
-    from lrbench.pairs import parse_name_label_pairs
+    from lrbench.data.pairs import parse_name_label_pairs
 
     path = tmp_path / "pairs_CPLFW.txt"
     path.write_text(name_label_text([1] * 10))
@@ -415,7 +415,7 @@ def test_cplfw_style_labels_of_1_are_same_person_pairs(tmp_path):
     ],
 )
 def test_name_label_pairs_files_that_break_the_format_name_the_line(tmp_path, edit, message):
-    from lrbench.pairs import parse_name_label_pairs
+    from lrbench.data.pairs import parse_name_label_pairs
 
     path = tmp_path / "pairs.txt"
     path.write_text("\n".join(edit(name_label_text().splitlines())) + "\n")
@@ -447,7 +447,7 @@ def test_xqlfw_is_lfw_format_at_df_1_and_its_aligned_release_needs_no_landmarks(
 
     xqlfw, aligned = registry.protocol("xqlfw"), registry.protocol("xqlfw-aligned")
     assert "run at DF 1" in xqlfw.description and "run at DF 1" in aligned.description
-    from lrbench.pairs import ProtocolDefinition
+    from lrbench.data.pairs import ProtocolDefinition
 
     toml = Path(__file__).resolve().parents[1] / "protocols"
     definition = ProtocolDefinition.from_toml(toml / "xqlfw-aligned.toml")
@@ -465,7 +465,7 @@ def test_xqlfw_is_lfw_format_at_df_1_and_its_aligned_release_needs_no_landmarks(
     ],
 )
 def test_protocol_files_with_a_bad_format_or_aligned_key_are_refused(tmp_path, lines, message):
-    from lrbench.pairs import ProtocolDefinition
+    from lrbench.data.pairs import ProtocolDefinition
 
     path = tmp_path / "p.toml"
     path.write_text(f'name = "p"\ndescription = ""\n{lines}\n')

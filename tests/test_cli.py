@@ -9,8 +9,8 @@ import torch
 from cli_helpers import invoke, one_line_error
 
 from lrbench import registry
-from lrbench.crops import images_digest
-from lrbench.metrics import naive_seed_fold_accuracies
+from lrbench.data.crops import images_digest
+from lrbench.report.metrics import naive_seed_fold_accuracies
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from cli_helpers import invoke, one_line_error
 
-from lrbench.compare import COMPARE_FILES
-from lrbench.results import RunData, load_run, recompute
+from lrbench.report.compare import COMPARE_FILES
+from lrbench.report.results import RunData, load_run, recompute
 
 # Ten pairs, two folds of five, one threshold (0.5) in each: a pair is decided "same" iff its score > 0.5.
 SAME = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]

@@ -10,10 +10,10 @@ import PIL
 import pytest
 from PIL import Image
 
-from lrbench import crops
-from lrbench.crops import cache_key, images_digest, load_crops
+from lrbench.data import crops
+from lrbench.data.crops import cache_key, images_digest, load_crops
+from lrbench.data.landmarks import landmarks_for
 from lrbench.errors import DataError, UsageError
-from lrbench.landmarks import landmarks_for
 from lrbench.specs import ARCFACE_112x112, SPHEREFACE_96x112
 
 TEMPLATE = SPHEREFACE_96x112
@@ -295,7 +295,7 @@ def test_a_high_bit_depth_copy_gives_the_crops_of_its_8_bit_original(tmp_path):
 
 
 def test_the_detector_sees_a_16_bit_image_as_its_8_bit_original(tmp_path):
-    from lrbench.detection import read_rgb
+    from lrbench.data.detection import read_rgb
 
     grey = np.random.default_rng(4).integers(0, 256, (48, 40), dtype=np.uint8)
     _high_bit_depth_copies(tmp_path / "faces", grey)

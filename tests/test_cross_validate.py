@@ -16,14 +16,14 @@ import pytest
 from cli_helpers import benchmark_script, invoke
 
 from lrbench import registry
-from lrbench.crops import load_crops
-from lrbench.crossval import merge_held_out_folds
+from lrbench.data.crops import load_crops
+from lrbench.data.landmarks import landmarks_for
+from lrbench.data.synth import synthesize
 from lrbench.errors import UsageError
 from lrbench.fileio import image_files
-from lrbench.landmarks import landmarks_for
-from lrbench.metrics import evaluate_verification
-from lrbench.results import RESULTS, load_run
-from lrbench.synth import synthesize
+from lrbench.report.crossval import merge_held_out_folds
+from lrbench.report.metrics import evaluate_verification
+from lrbench.report.results import RESULTS, load_run
 
 TINY = ("--teacher-option", "depth=4", "--teacher-option", "width=0.125")
 RECIPE = (*TINY, "--df", "2-4", "--steps", "2", "--batch-size", "4", "--workers", "0")

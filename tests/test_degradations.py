@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from lrbench import DegradationSpec, hookimpl, registry
-from lrbench.degrade import parse_dfs, probe_size
-from lrbench.engine import EvalSettings, evaluate
+from lrbench.data.degrade import parse_dfs, probe_size
 from lrbench.errors import UsageError
+from lrbench.eval.engine import EvalSettings, evaluate
 
 SEED_SIZES = [
     "96×112",
@@ -136,7 +136,7 @@ def test_a_random_degradation_gives_the_same_scores_at_batch_sizes_1_5_and_32(no
 
 
 def test_df_1_and_the_gallery_never_pass_through_a_degradation(noisy, synth_data):
-    from lrbench.pairs import ProtocolDefinition
+    from lrbench.data.pairs import ProtocolDefinition
 
     pairs = ProtocolDefinition("x", "x").load(synth_data.lfw_images, synth_data.pairs)
     _scores(synth_data, 8, dfs="1,4", mode="probe")
@@ -145,7 +145,7 @@ def test_df_1_and_the_gallery_never_pass_through_a_degradation(noisy, synth_data
 
 
 def test_image_seeds_depend_on_name_df_and_run_seed_only():
-    from lrbench.degrade import image_seeds
+    from lrbench.data.degrade import image_seeds
 
     seeds = image_seeds(["a/1.jpg", "b/2.jpg"], 4, 0)
     assert seeds.dtype == np.int64 and (seeds >= 0).all() and seeds[0] != seeds[1]

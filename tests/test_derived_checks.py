@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from cli_helpers import invoke, one_line_error
 
-from lrbench.engine import EvalSettings, evaluate
 from lrbench.errors import DataError
-from lrbench.results import FOLDS, RESULTS, load_run, write_run
+from lrbench.eval.engine import EvalSettings, evaluate
+from lrbench.report.results import FOLDS, RESULTS, load_run, write_run
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_every_reader_refuses_an_edited_results_csv(run_dir, tmp_path, command):
 
 
 def test_a_tar_below_one_impostor_pair_is_not_measured_anywhere(run_dir):
-    from lrbench.report import console_table, results_html, results_json
+    from lrbench.report.render import console_table, results_html, results_json
 
     run = load_run(run_dir)  # synth: 10 folds × 4 impostor pairs; 1 % of 40 is 0.4 of a pair
     assert run.results["tar_at_far_0.01"].isna().all() and run.results["tar_at_far_0.001"].isna().all()
@@ -87,7 +87,7 @@ def test_the_embedding_norm_is_the_mean_norm_of_the_unmirrored_network_output():
     import torch
 
     from lrbench import InputSpec, SPHEREFACE_96x112
-    from lrbench.engine import FeatureExtractor
+    from lrbench.eval.engine import FeatureExtractor
 
     class Brightness(torch.nn.Module):
         """A 2-d embedding (mean, 0) of each image: its norm is the image's mean value, mirrored or not."""

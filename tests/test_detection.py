@@ -15,10 +15,10 @@ from full_disk import fill_disk
 from PIL import Image
 
 from lrbench import DetectorSpec, Face, hookimpl
-from lrbench.align import AlignmentError, check_landmarks
 from lrbench.cli import cli
-from lrbench.detection import escape_field, read_rgb, read_without_landmarks, unescape_field
-from lrbench.landmarks import read_landmark_lines, read_landmarks
+from lrbench.data.align import AlignmentError, check_landmarks
+from lrbench.data.detection import escape_field, read_rgb, read_without_landmarks, unescape_field
+from lrbench.data.landmarks import read_landmark_lines, read_landmarks
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from lrbench import NumericalError, registry
-from lrbench.engine import FeatureExtractor
-from lrbench.models import build_backbone
-from lrbench.precision import require_finite
+from lrbench.eval.engine import FeatureExtractor
+from lrbench.eval.models import build_backbone
+from lrbench.eval.precision import require_finite
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 

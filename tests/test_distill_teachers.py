@@ -9,7 +9,7 @@ import torch
 from cli_helpers import invoke, one_line_error
 
 from lrbench import read_state_dict, registry
-from lrbench.models import build_backbone
+from lrbench.eval.models import build_backbone
 
 pytest.importorskip("onnxruntime")
 
@@ -28,7 +28,7 @@ def one_thread(monkeypatch):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from lrbench.synth import synthesize
+    from lrbench.data.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("distill") / "data", seed=2, pairs_per_fold=10, people_per_fold=4,
                       images_per_person=3, train_identities=8, train_images_per_identity=6)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lrbench import registry
-from lrbench.training.distributed import state_digest
+from lrbench.eval.distributed import state_digest
 
 TINY = {"depth": 4, "width": 0.125}
 

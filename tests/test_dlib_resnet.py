@@ -9,7 +9,7 @@ from lrbench_plugins.dlib_resnet import DatReader, add_prev, build, build_networ
 from PIL import Image
 
 from lrbench import LrbenchError, registry
-from lrbench.align import align_face
+from lrbench.data.align import align_face
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_DAT = SHARED / "models" / dlib_resnet.DAT_NAME

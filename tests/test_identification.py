@@ -10,10 +10,10 @@ import pytest
 import torch
 from cli_helpers import invoke
 
+from lrbench.data.identification_layout import IdentificationLayout, check_set
 from lrbench.errors import DataError
-from lrbench.identification import (
+from lrbench.eval.identification import (
     NO_ID,
-    check_set,
     cmc,
     generated_distractors,
     rank_accuracy,
@@ -21,7 +21,6 @@ from lrbench.identification import (
     search_set,
     tpir_at_fpir,
 )
-from lrbench.identification_layout import IdentificationLayout
 from lrbench.specs import IdentificationSet
 
 PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols" / "identification"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lrbench import identification
-from lrbench.identification import NO_ID, search
+from lrbench.eval import identification
+from lrbench.eval.identification import NO_ID, search
 
 FIELDS = ("true_score", "rank", "open_rank", "open_best", "top_scores", "top_index")
 

@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from lrbench.compare import compare_runs
-from lrbench.engine import EvalSettings, evaluate
+from lrbench.data.pairs import parse_lfw_pairs
 from lrbench.errors import DataError
-from lrbench.pairs import parse_lfw_pairs
+from lrbench.eval.engine import EvalSettings, evaluate
+from lrbench.report.compare import compare_runs
 
 COMMON = {"backbone": "lbp", "dfs": "1,6", "workers": 1, "show_progress": "off", "cache_dir": None, "aligned": True}
 INTERVALS = [f"{metric}_ci_{end}" for metric in ("accuracy", "auc") for end in ("low", "high")]
@@ -87,7 +87,7 @@ def test_a_file_name_pattern_does_not_collapse_the_interval(synth_data, tmp_path
 
 
 def test_nested_folders_of_two_people_stay_two_people(tmp_path):
-    from lrbench.pairs import PairRecord, build_pair_set
+    from lrbench.data.pairs import PairRecord, build_pair_set
 
     records = [PairRecord(1, 0, ("Alice", "Bob"), (1, 1), False), PairRecord(2, 0, ("Alice", "Alice"), (1, 2), True)]
     table = {"Alice": ("Alice/indoor/1.jpg", "Alice/outdoor/1.jpg"), "Bob": ("Bob/indoor/1.jpg",)}
@@ -96,7 +96,7 @@ def test_nested_folders_of_two_people_stay_two_people(tmp_path):
 
 
 def test_a_name_label_file_name_the_identity_rule_does_not_match_is_refused(tmp_path):
-    from lrbench.pairs import ProtocolDefinition
+    from lrbench.data.pairs import ProtocolDefinition
 
     (tmp_path / "pairs.txt").write_text("".join(f"img{i}.jpg {int(i < 20)}\n" for i in range(40)))
     (tmp_path / "img0.jpg").write_bytes(b"")  # found, so that the pairs are read
@@ -106,14 +106,14 @@ def test_a_name_label_file_name_the_identity_rule_does_not_match_is_refused(tmp_
 
 
 def test_a_bin_names_nobody_and_its_pairs_are_resampled(tmp_path):
-    from lrbench.stats import IdentityBootstrap
+    from lrbench.report.stats import IdentityBootstrap
 
     weights = np.concatenate(list(IdentityBootstrap([None] * 4, [None] * 4, resamples=200).weights()), axis=1)
     assert weights.sum(axis=0).tolist() == [4] * 200, "four units drawn four times: a pair bootstrap"
 
 
 def test_compare_reads_people_from_scores_and_old_runs_by_folder(lfw_run, tmp_path):
-    from lrbench.results import load_run, pair_people, write_run
+    from lrbench.report.results import load_run, pair_people, write_run
 
     write_run(lfw_run, tmp_path / "new")
     old = load_run(tmp_path / "new")

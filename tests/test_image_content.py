@@ -9,9 +9,9 @@ import numpy as np
 from cli_helpers import invoke
 from PIL import Image
 
+from lrbench.data.pairs import parse_lfw_pairs
+from lrbench.data.synth import synthesize
 from lrbench.fileio import image_files
-from lrbench.pairs import parse_lfw_pairs
-from lrbench.synth import synthesize
 
 MOODS = ("glasses", "happy", "noglasses", "sad", "sleepy", "wink")
 

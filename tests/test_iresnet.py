@@ -15,7 +15,7 @@ from lrbench_plugins.iresnet import adaface_renames
 
 from lrbench import registry
 from lrbench.errors import DataError
-from lrbench.models import build_backbone
+from lrbench.eval.models import build_backbone
 
 IRESNET_PLANS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 14, 3], 100: [3, 13, 30, 3], 200: [6, 26, 60, 6]}
 ADAFACE_PLANS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 14, 3], 100: [3, 13, 30, 3]}

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrbench.align import check_landmarks
+from lrbench.data.align import check_landmarks
+from lrbench.data.landmarks import landmarks_for, read_landmark_lines, read_landmarks
 from lrbench.errors import DataError
-from lrbench.landmarks import landmarks_for, read_landmark_lines, read_landmarks
 
 POINTS = "\t".join(str(v) for v in range(10, 20))
 

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from lrbench import BackboneSpec, InputSpec, SPHEREFACE_96x112, hookimpl
 from lrbench.cli import cli
-from lrbench.metrics import (
+from lrbench.report.metrics import (
     THRESHOLD_RULES,
     best_threshold,
     evaluate_verification,

@@ -4,8 +4,9 @@ import pytest
 import torch
 from cli_helpers import invoke, one_line_error
 
-from lrbench import BackboneSpec, InputSpec, SPHEREFACE_96x112, UsageError, models, registry
-from lrbench.models import build_backbone
+from lrbench import BackboneSpec, InputSpec, SPHEREFACE_96x112, UsageError, registry
+from lrbench.eval import models
+from lrbench.eval.models import build_backbone
 from lrbench.training.networks import trainable_network
 
 MIB = 2**20

@@ -14,8 +14,8 @@ from lrbench_plugins import dlib_resnet, onnx_models
 from torch import nn
 
 from lrbench import DataError, UsageError, registry
+from lrbench.eval.models import build_backbone
 from lrbench.fileio import sha256_file
-from lrbench.models import build_backbone
 
 TINY_SPHEREFACE = {"depth": 4, "width": 0.25}
 TOLERANCE = 1e-4  # max abs difference of features, PyTorch vs onnxruntime / TorchScript (seen: about 1e-7)

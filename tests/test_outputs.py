@@ -16,8 +16,8 @@ from cli_helpers import invoke, one_line_error
 from lrbench import fileio
 from lrbench.errors import UsageError
 from lrbench.fileio import OutputLock
-from lrbench.report import render, render_run
-from lrbench.results import OVERLAY_FILES, REPORT_FILES, load_run, recover_run_dir, write_run
+from lrbench.report.render import render, render_run
+from lrbench.report.results import OVERLAY_FILES, REPORT_FILES, load_run, recover_run_dir, write_run
 
 
 def run_args(data, out, *extra):
@@ -49,8 +49,8 @@ def no_evaluation(monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("the evaluation started")
 
-    monkeypatch.setattr("lrbench.engine.evaluate", started)
-    monkeypatch.setattr("lrbench.engine.embed", started)
+    monkeypatch.setattr("lrbench.eval.engine.evaluate", started)
+    monkeypatch.setattr("lrbench.eval.engine.embed", started)
 
 
 def dead_pid() -> int:
@@ -129,7 +129,7 @@ def test_overwrite_replaces_a_run_directory_and_leaves_nothing_beside_it(a_run):
 KILLED_WRITER = """
 import os, sys, time
 from pathlib import Path
-from lrbench.results import load_run, write_run
+from lrbench.report.results import load_run, write_run
 
 stage, run, flag = sys.argv[1:]
 replace = os.replace
@@ -387,7 +387,7 @@ def test_writing_a_run_over_a_file_is_refused_by_write_run_itself(a_run, tmp_pat
 
 
 def test_a_synthetic_dataset_gets_the_umask(tmp_path, umask):
-    from lrbench.synth import synthesize
+    from lrbench.data.synth import synthesize
 
     synthesize(tmp_path / "synth", pairs_per_fold=1, people_per_fold=2, images_per_person=2, folds=2,
                train_identities=1, train_images_per_identity=1)

@@ -13,8 +13,8 @@ import shutil
 from click.testing import CliRunner
 
 from lrbench.cli import cli
-from lrbench.pairs import parse_lfw_pairs
-from lrbench.synth import synthesize
+from lrbench.data.pairs import parse_lfw_pairs
+from lrbench.data.synth import synthesize
 
 
 def invoke(*args):

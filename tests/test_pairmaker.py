@@ -10,9 +10,9 @@ from cli_helpers import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lrbench.data.pairmaker import Person, make_benchmark, scan_identities
+from lrbench.data.pairs import ProtocolDefinition, parse_lfw_pairs
 from lrbench.errors import DataError, UsageError
-from lrbench.pairmaker import Person, make_benchmark, scan_identities
-from lrbench.pairs import ProtocolDefinition, parse_lfw_pairs
 
 
 def identity_folder(root: Path, counts: dict[str, int], name="img{:02d}.jpg") -> Path:
@@ -287,7 +287,7 @@ def test_scan_keeps_sorted_people_and_sorted_images(tmp_path):
                                        Person("b", ("b/img00.jpg", "b/img01.jpg"))]
 
 
-# The protocol definition's images table (lrbench/pairs.py), which pairs make relies on.
+# The protocol definition's images table (lrbench/data/pairs.py), which pairs make relies on.
 
 
 def write_protocol(path: Path, body: str) -> Path:

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lrbench.data.pairs import ProtocolDefinition, build_pair_set, parse_lfw_pairs
 from lrbench.errors import DataError, UsageError
-from lrbench.pairs import ProtocolDefinition, build_pair_set, parse_lfw_pairs
 
 PROTOCOL_TOML = Path(__file__).parents[1] / "protocols" / "lfw-view2.toml"
 PROTOCOL = ProtocolDefinition.from_toml(PROTOCOL_TOML)

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrbench.degrade import parse_dfs
+from lrbench.data.degrade import parse_dfs
+from lrbench.data.pairs import PairRecord, ProtocolDefinition, build_pair_set, parse_lfw_pairs
 from lrbench.errors import DataError, UsageError
 from lrbench.options import parse_options
-from lrbench.pairs import PairRecord, ProtocolDefinition, build_pair_set, parse_lfw_pairs
 from lrbench.specs import DegradationSpec
 
 QUICK = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

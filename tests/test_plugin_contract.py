@@ -135,7 +135,7 @@ def test_hook_register_detectors(plugin_manager, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from lrbench.landmarks import read_landmarks
+    from lrbench.data.landmarks import read_landmarks
 
     plugin_manager.register_for_test(module_from_docs("register_detectors"), name="doc-detector")
     (tmp_path / "faces").mkdir()

@@ -14,7 +14,7 @@ from lrbench_plugins import dlib_resnet
 import lrbench
 from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights, registry
 from lrbench.errors import DataError, LrbenchError
-from lrbench.models import build_backbone, weights_file
+from lrbench.eval.models import build_backbone, weights_file
 
 SHARED_DAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / dlib_resnet.DAT_NAME
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrbench.degrade import parse_dfs
-from lrbench.engine import _report_folds
+from lrbench.data.degrade import parse_dfs
 from lrbench.errors import UsageError
+from lrbench.eval.engine import _report_folds
 from lrbench.ranges import parse_ranges
 from lrbench.specs import PairSet
 from lrbench.training.data import read_people

@@ -20,10 +20,10 @@ from cli_helpers import invoke
 from PIL import Image
 
 from lrbench import ARCFACE_112x112, DataError, SPHEREFACE_96x112, UsageError
-from lrbench.align import TemplateConversion
-from lrbench.crops import load_crops
-from lrbench.landmarks import landmarks_for
-from lrbench.recordio import PackCrops, RecordPack
+from lrbench.data.align import TemplateConversion
+from lrbench.data.crops import load_crops
+from lrbench.data.landmarks import landmarks_for
+from lrbench.data.recordio import PackCrops, RecordPack
 from lrbench.training import CropBatches, scan_folder
 
 MARKER = struct.pack("<I", 0xCED7230A)
@@ -135,7 +135,7 @@ def test_opening_reads_the_index_and_the_header_records_not_the_images(tmp_path,
     rec = write_pack(tmp_path / "pack", [[b"x" * 40] * 500 for _ in range(4)])
     calls = []
     real = os.pread
-    monkeypatch.setattr("lrbench.recordio.os.pread", lambda *args: calls.append(args) or real(*args))
+    monkeypatch.setattr("lrbench.data.recordio.os.pread", lambda *args: calls.append(args) or real(*args))
     pack = RecordPack(rec)
     assert len(pack.images) == 2000 and pack.identities == 4
     assert len(calls) <= 2 * (1 + 4 + 1)  # header, identities, the last record: marker and data of each
@@ -243,7 +243,7 @@ def test_a_pack_without_a_header_record_labels_images_by_their_own_headers(tmp_p
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
     """The synthetic training set as insightface packs it (aligned 112×112 ArcFace JPEGs), and a .bin to validate."""
-    from lrbench.synth import synthesize
+    from lrbench.data.synth import synthesize
 
     data = synthesize(tmp_path_factory.mktemp("rec") / "data", seed=5, pairs_per_fold=4, people_per_fold=3,
                       images_per_person=3, train_identities=6, train_images_per_identity=4)

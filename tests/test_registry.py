@@ -5,7 +5,7 @@ import torch
 
 from lrbench import registry
 from lrbench.errors import UsageError
-from lrbench.models import build_backbone
+from lrbench.eval.models import build_backbone
 
 BACKBONES = sorted(registry.collect("backbone"))
 DEGRADATIONS = sorted(registry.collect("degradation"))

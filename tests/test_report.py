@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from matplotlib.collections import PolyCollection
 
 from lrbench.cli import cli
-from lrbench.metrics import evaluate_verification
-from lrbench.report import accuracy_figure, render, roc_figure, run_labels
-from lrbench.results import OVERLAY_CSV, REPORT_FILES, RESULT_COLUMNS, RESULTS, RunData, load_run, write_run
+from lrbench.report.metrics import evaluate_verification
+from lrbench.report.render import accuracy_figure, render, roc_figure, run_labels
+from lrbench.report.results import OVERLAY_CSV, REPORT_FILES, RESULT_COLUMNS, RESULTS, RunData, load_run, write_run
 
 LONG_LABEL = "SphereFace-20 student distilled at DF 8 from the CASIA teacher, epoch 30 of run seven"
 

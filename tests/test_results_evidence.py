@@ -12,7 +12,7 @@ import pytest
 from cli_helpers import benchmark_script, invoke
 
 from lrbench.errors import DataError
-from lrbench.results import load_run
+from lrbench.report.results import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -224,7 +224,7 @@ def test_a_fold_threshold_that_its_scores_do_not_give_is_refused(copied, capsys)
 
 
 def _merged(evidence: Path, folder: Path) -> Path:
-    """The all-folds run dressed as the merge of ten per-fold runs (lrbench.crossval's manifest key)."""
+    """The all-folds run dressed as the merge of ten per-fold runs (lrbench.report.crossval's manifest key)."""
     shutil.copytree(evidence / "runs" / "all-folds", folder, ignore=lambda _, names: set(names) - RUN_FILES)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["cross_validation"] = {"kind": "merged held-out folds", "folds": []}

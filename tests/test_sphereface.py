@@ -6,7 +6,7 @@ from torch import nn
 
 from lrbench import registry
 from lrbench.errors import DataError
-from lrbench.models import build_backbone
+from lrbench.eval.models import build_backbone
 from lrbench.options import parse_options
 
 

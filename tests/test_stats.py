@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from lrbench.metrics import evaluate_verification
-from lrbench.stats import (
+from lrbench.report.metrics import evaluate_verification
+from lrbench.report.stats import (
     IdentityBootstrap,
     PairScores,
     binomial_cdf_half,

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from lrbench.align import align_face, similarity_transform
+from lrbench.data.align import align_face, similarity_transform
+from lrbench.data.landmarks import read_landmarks
+from lrbench.data.pairs import parse_lfw_pairs
+from lrbench.data.synth import SynthPaths, synthesize
 from lrbench.errors import UsageError
-from lrbench.landmarks import read_landmarks
-from lrbench.pairs import parse_lfw_pairs
 from lrbench.specs import SPHEREFACE_96x112
-from lrbench.synth import SynthPaths, synthesize
 
 SMALL = dict(folds=3, pairs_per_fold=4, people_per_fold=3, images_per_person=3, train_identities=2,
              train_images_per_identity=3)

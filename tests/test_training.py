@@ -39,7 +39,7 @@ QUICK = ["--batch-size", "8", "--workers", "0"]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """A small synthetic LFW-format set and a 6-identity × 4-image training set in CASIA layout."""
-    from lrbench.synth import synthesize
+    from lrbench.data.synth import synthesize
 
     return synthesize(
         tmp_path_factory.mktemp("train") / "data",

@@ -8,10 +8,10 @@ precision, schedule, validation, verified checkpoints, a lock on the run folder 
 docs/plugins.md lists every name; the built-in trainers (``lrbench_plugins.trainers``) use nothing else.
 """
 
-from ..precision import autocast_for
+from ..eval.distributed import Ranks
+from ..eval.precision import autocast_for
 from .checkpoint import BEST, LAST, MODEL
 from .data import CropBatches, FaceFolder, scan_folder
-from .distributed import Ranks
 from .heads import HEADS, MarginHead
 from .loop import INTERRUPTED_EXIT_CODE, LoopSettings, Task, resolve_precision, train
 from .networks import degradation, embedding_size, features_of_all, frozen_network, network_input, trainable_network

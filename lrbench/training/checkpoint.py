@@ -10,25 +10,22 @@ tensor and one of all the other values.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..checkpoints import read_torch_file
 from ..errors import DataError
+from ..eval.checkpoints import checksums, read_torch_file, verified
 from ..fileio import write_atomic
 
 LAST, BEST, MODEL = "last.pt", "best.pt", "model.pt"
 LOG, SUMMARY = "log.jsonl", "summary.json"
 VALIDATION = "validation-weights.pt"  # the backbone's weights while ``lrbench run``'s evaluation reads them
 FORMAT = 2  # 2: with checksums
-OTHER_VALUES = "(values other than tensors)"
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -55,37 +52,6 @@ def remove_stale_temporaries(folder: Path) -> None:
     (Path(folder) / VALIDATION).unlink(missing_ok=True)
 
 
-def tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
-    """A tensor's data as a flat uint8 array (any dtype, bfloat16 included), for hashing."""
-    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-
-
-def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, value) of every tensor and other value in nested dicts, lists and tuples."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _leaves(item, f"{path}/{key}" if path else str(key))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _leaves(item, f"{path}/{index}")
-    else:
-        yield path, value
-
-
-def checksums(state: dict) -> dict[str, str]:
-    """SHA-256 of each tensor (with its dtype and shape) by its path in ``state``, and one of everything else."""
-    sums, others = {}, hashlib.sha256()
-    for path, value in _leaves(state):
-        if isinstance(value, torch.Tensor):
-            digest = hashlib.sha256(f"{value.dtype} {tuple(value.shape)}".encode())
-            digest.update(tensor_bytes(value))
-            sums[path] = digest.hexdigest()
-        else:
-            others.update(f"{path}={value!r}\n".encode())
-    sums[OTHER_VALUES] = others.hexdigest()
-    return sums
-
-
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint written by ``save_checkpoint``, verified; an unreadable or damaged file is an error naming it."""
     path = Path(path)
@@ -95,19 +61,6 @@ def load_checkpoint(path: Path) -> dict:
     if loaded["format"] != FORMAT:
         raise DataError(f"{path}: checkpoint format {loaded['format']}, this lrbench reads format {FORMAT}")
     return verified(loaded, path)
-
-
-def verified(loaded: dict, path: Path) -> dict:
-    """A loaded checkpoint without its ``checksums``, once every value matches them (``path`` names it in errors)."""
-    stored = loaded.pop("checksums", None)
-    if not isinstance(stored, dict):
-        raise DataError(f"{path}: the checkpoint has no checksums")
-    actual = checksums(loaded)
-    damaged = sorted(name for name in stored.keys() | actual.keys() if stored.get(name) != actual.get(name))
-    if damaged:
-        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
-        raise DataError(f"{path}: damaged: {damaged[0]} does not match its checksum{more}")
-    return loaded
 
 
 def rng_states() -> dict:

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..crops import load_crops
+from ..data.crops import load_crops
+from ..data.landmarks import landmarks_for
+from ..data.recordio import RecordPack
 from ..errors import DataError, UsageError
 from ..fileio import IMAGE_SUFFIXES, image_files, read_text_lines, sha256_file
-from ..landmarks import landmarks_for
 from ..ranges import parse_ranges
-from ..recordio import RecordPack
 from ..specs import CropTemplate
 
 ALIGN_THREADS = min(4, os.cpu_count() or 1)  # threads decoding and aligning images (once per image)

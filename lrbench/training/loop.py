@@ -25,15 +25,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import registry
-from ..allocator import tune_allocator
-from ..crops import default_cache_dir
-from ..degrade import parse_dfs
+from ..data.crops import default_cache_dir
+from ..data.degrade import parse_dfs
 from ..errors import UsageError, brief_list
+from ..eval import distributed
+from ..eval.allocator import tune_allocator
+from ..eval.precision import PRECISIONS, autocast_for, require_finite
 from ..fileio import OutputLock, check_writable, is_debris, write_atomic, writing
-from ..precision import PRECISIONS, autocast_for, require_finite
 from ..progress import stderr_console
 from . import checkpoint as ckpt
-from . import distributed
 from .checkpoint import LOG, SUMMARY
 from .data import ALIGN_THREADS, CropBatches, EpochBatches, whole_batch
 
@@ -372,7 +372,7 @@ class Loop:
 
         The backbone's weights go through a file, so validation also proves the checkpoint loads.
         """
-        from ..engine import EvalSettings, evaluate
+        from ..eval.engine import EvalSettings, evaluate
 
         improved = False
         if self.ranks.main:

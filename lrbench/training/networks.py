@@ -11,11 +11,11 @@ from torch import nn
 
 from .. import registry
 from ..errors import LrbenchError, UsageError
-from ..models import build_backbone, check_network_size
+from ..eval import distributed
+from ..eval.models import build_backbone, check_network_size
+from ..eval.precision import autocast_for, require_finite
 from ..options import parse_options
-from ..precision import autocast_for, require_finite
 from ..specs import InputSpec
-from . import distributed
 from .data import degrade_each
 
 

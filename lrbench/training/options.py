@@ -16,15 +16,15 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..crops import default_cache_dir
-from ..degrade import parse_dfs
-from ..detection import detected_landmarks, load_detector, missing_landmarks_message
+from ..data.crops import default_cache_dir
+from ..data.degrade import parse_dfs
+from ..data.detection import detected_landmarks, load_detector, missing_landmarks_message
+from ..data.recordio import PackCrops, RecordNames, RecordPack, find_pack
 from ..errors import DataError, UsageError
+from ..eval import distributed
 from ..options import stack_options
 from ..progress import stderr_console
-from ..recordio import PackCrops, RecordNames, RecordPack, find_pack
 from ..specs import CropTemplate
-from . import distributed
 from .checkpoint import LAST, MODEL, SUMMARY, load_checkpoint
 from .data import ALIGN_THREADS, FaceFolder, aligned_crops, data_digest, pack_digest, read_people, scan_folder
 from .loop import OPTIMIZERS, SCHEDULES, LoopSettings, Validation

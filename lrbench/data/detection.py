@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
+from .. import registry
+from ..errors import DataError, LrbenchError, UsageError, brief_list
+from ..fileio import IMAGE_SUFFIXES, image_files, read_text_lines, sha256_file, write_all_atomic, write_atomic
+from ..options import parse_options
+from ..plugins import plugin_origin
+from ..progress import progress_bar, warn
+from ..specs import Face
 from .crops import decoded_image, decoder_versions, images_digest, max_image_pixels
-from .errors import DataError, LrbenchError, UsageError, brief_list
-from .fileio import IMAGE_SUFFIXES, image_files, read_text_lines, sha256_file, write_all_atomic, write_atomic
-from .options import parse_options
-from .plugins import plugin_origin
-from .progress import progress_bar, warn
-from .specs import Face
 
 PICKS = ("center", "largest", "score")
 DEFAULT_DETECTOR = "mtcnn"

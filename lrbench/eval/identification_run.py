@@ -16,13 +16,13 @@ import pandas as pd
 import torch
 from rich.table import Table
 
-from .degrade import probe_size
-from .errors import DataError, UsageError
+from ..data.degrade import probe_size
+from ..errors import DataError, UsageError
+from ..fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic
+from ..report.render import HTML_STYLE, image_tag, save_figure
+from .distributed import Ranks, any_rank, gather_rows
 from .feature_cache import GalleryFeatures, gallery_key
-from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, write_atomic
 from .identification import FPIRS, RANKS, TOP, Search, cmc, generated_distractors, search_set, summary
-from .report import HTML_STYLE, image_tag, save_figure
-from .training.distributed import Ranks, any_rank, gather_rows
 
 MANIFEST, RESULTS, RANKS_CSV, CMC_CSV = "manifest.json", "results.csv", "ranks.csv", "cmc.csv"
 CMC_PNG, RANK1_PNG, REPORT_HTML = "cmc.png", "rank1_vs_resolution.png", "report.html"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, UsageError
-from .fileio import read_text_lines
-from .specs import PairSet, ProtocolSpec
+from ..errors import DataError, UsageError
+from ..fileio import read_text_lines
+from ..specs import PairSet, ProtocolSpec
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -3,7 +3,7 @@ scores, training targets and checkpoints."""
 
 import torch
 
-from .errors import NumericalError
+from ..errors import NumericalError
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

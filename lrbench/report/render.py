@@ -21,9 +21,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from rich import box  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from .console import unclipped_table  # noqa: E402
-from .errors import UsageError  # noqa: E402
-from .fileio import dead_siblings, make_temp_dir, named_as_target, write_atomic  # noqa: E402
+from ..console import unclipped_table  # noqa: E402
+from ..errors import UsageError  # noqa: E402
+from ..fileio import dead_siblings, make_temp_dir, named_as_target, write_atomic  # noqa: E402
 from .results import (  # noqa: E402
     ACCURACY_PNG,
     FIGURE_FORMATS,

@@ -24,9 +24,9 @@ from time import perf_counter
 import numpy as np
 import torch
 
-from .errors import UsageError
-from .fileio import write_atomic
-from .progress import warn
+from ..errors import UsageError
+from ..fileio import write_atomic
+from ..progress import warn
 
 CANDIDATES = (8, 16, 32, 64, 128, 256, 512, 1024)  # faces per batch (the mirror images double what the network sees)
 MEASURE_SECONDS = 2.0  # no candidate is tried that would take the measurement past this much network time

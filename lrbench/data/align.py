@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .specs import CropTemplate
+from ..specs import CropTemplate
 
 # Part of the crop cache's key: bump it whenever align_face or resize_aligned gives different pixels for the
 # same image, landmarks and template, so that no cache built by the older code is served.

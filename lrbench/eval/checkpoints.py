@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.")
 STATE_KEYS = ("state_dict", "model", "model_state_dict", "net")
@@ -92,8 +94,7 @@ def _load_checkpoint(path: Path) -> Any:
         raise DataError(f"{path}: no such checkpoint file")
     loaded = read_torch_file(path)
     if isinstance(loaded, dict) and "checksums" in loaded and "format" in loaded:
-        from .training.checkpoint import verified  # an lrbench training checkpoint: refuse a damaged one
-
+        # an lrbench training checkpoint: refuse a damaged one
         loaded = verified(loaded, path)
     return loaded
 
@@ -245,3 +246,50 @@ def load_weights(
     )
     error.details = best.table()
     raise error
+
+
+OTHER_VALUES = "(values other than tensors)"
+
+
+def tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor's data as a flat uint8 array (any dtype, bfloat16 included), for hashing."""
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, value) of every tensor and other value in nested dicts, lists and tuples."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}/{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{path}/{index}")
+    else:
+        yield path, value
+
+
+def checksums(state: dict) -> dict[str, str]:
+    """SHA-256 of each tensor (with its dtype and shape) by its path in ``state``, and one of everything else."""
+    sums, others = {}, hashlib.sha256()
+    for path, value in _leaves(state):
+        if isinstance(value, torch.Tensor):
+            digest = hashlib.sha256(f"{value.dtype} {tuple(value.shape)}".encode())
+            digest.update(tensor_bytes(value))
+            sums[path] = digest.hexdigest()
+        else:
+            others.update(f"{path}={value!r}\n".encode())
+    sums[OTHER_VALUES] = others.hexdigest()
+    return sums
+
+
+def verified(loaded: dict, path: Path) -> dict:
+    """A loaded checkpoint without its ``checksums``, once every value matches them (``path`` names it in errors)."""
+    stored = loaded.pop("checksums", None)
+    if not isinstance(stored, dict):
+        raise DataError(f"{path}: the checkpoint has no checksums")
+    actual = checksums(loaded)
+    damaged = sorted(name for name in stored.keys() | actual.keys() if stored.get(name) != actual.get(name))
+    if damaged:
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise DataError(f"{path}: damaged: {damaged[0]} does not match its checksum{more}")
+    return loaded

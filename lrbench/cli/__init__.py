@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from . import __version__, registry
-from .binsets import bin_group
+from .. import registry
+from ..console import print_entries, stdout_console, unclipped_table
+from ..errors import LrbenchError, UsageError
+from ..options import stack_options
+from ..plugins import list_plugins, load_plugins, load_plugins_dir
+from ..progress import LINE_INTERVAL_S, ProgressMode, progress_mode, stderr_console
+from ..version import __version__
+from .bin import bin_group
+from .common import command_line
 from .compare import compare
-from .console import print_entries, stdout_console, unclipped_table
-from .errors import LrbenchError, UsageError
-from .options import stack_options
-from .pairmaker import pairs
-from .plugins import list_plugins, load_plugins, load_plugins_dir
-from .progress import LINE_INTERVAL_S, ProgressMode, progress_mode, stderr_console
+from .pairs import pairs
 
 
 class LrbenchGroup(click.Group):
@@ -127,7 +128,7 @@ _backbone_on_data = stack_options(
 
 def _settings(options: dict, show_progress: ProgressMode):
     """EvalSettings from the shared options (consumed from ``options``)."""
-    from .engine import EvalSettings
+    from ..eval.engine import EvalSettings
 
     no_cache, cache_dir = options.pop("no_cache"), options.pop("cache_dir")
     settings = EvalSettings(**options, show_progress=show_progress)
@@ -163,8 +164,9 @@ def run(ctx, **options):
 
     On an identification protocol (e.g. lfw-ident) only the probes are degraded unless --mode both is given.
     """
-    from .engine import SEED_PRESET, evaluate, protocol_kind
-    from .results import claim_run_dir
+    from ..data.protocols import protocol_kind
+    from ..eval.engine import SEED_PRESET, evaluate
+    from ..report.results import claim_run_dir
 
     if options["preset"] == "seed":
         for key, value in SEED_PRESET.items():
@@ -179,7 +181,7 @@ def run(ctx, **options):
             settings.mode = "probe"  # HR enrolment, LR search
         _run_identification(settings, out, overwrite, as_json)
         return
-    with claim_run_dir(out, overwrite, command=_command_line()):
+    with claim_run_dir(out, overwrite, command=command_line()):
         _finish(evaluate(settings), out, overwrite, as_json)
 
 
@@ -188,15 +190,15 @@ def _run_identification(settings, out: Path, overwrite: bool, as_json: bool) -> 
     process embeds a share of the images and rank 0 (which alone claims and writes --out) searches."""
     from dataclasses import replace
 
-    from .engine import prepare
-    from .identification_run import (
+    from ..eval.distributed import main_first, start, stop
+    from ..eval.engine import prepare
+    from ..eval.identification_run import (
         claim_identification_dir,
         console_table,
         evaluate_identification,
         results_json,
         write_identification_run,
     )
-    from .training.distributed import main_first, start, stop
 
     ranks = start(settings.device)
     settings = replace(settings, device=str(ranks.device))
@@ -206,11 +208,11 @@ def _run_identification(settings, out: Path, overwrite: bool, as_json: bool) -> 
                 prepared = prepare(settings)
             evaluate_identification(prepared, ranks)
             return
-        with claim_identification_dir(out, overwrite, command=_command_line()):
+        with claim_identification_dir(out, overwrite, command=command_line()):
             with main_first(ranks):
                 prepared = prepare(settings)
             run_data = evaluate_identification(prepared, ranks)
-            run_data.manifest["command"] = _command_line()
+            run_data.manifest["command"] = command_line()
             run_data.manifest["versions"] = _versions()
             write_identification_run(run_data, out)
     finally:
@@ -236,14 +238,14 @@ def embed(**options):
     """
     import numpy as np
 
-    from .engine import embed as embed_features
-    from .fileio import OutputLock, check_writable, write_atomic
+    from ..eval.engine import embed as embed_features
+    from ..fileio import OutputLock, check_writable, write_atomic
 
     out, overwrite = options.pop("out"), options.pop("overwrite")
     if out.suffix != ".npz":
         raise click.UsageError(f"--out {out}: must end in .npz")
     check_writable(out, "--out", folder=False)
-    with OutputLock(out, "--out", command=_command_line()):
+    with OutputLock(out, "--out", command=command_line()):
         _check_embedding_target(out, overwrite)
         arrays = embed_features(_settings(options, show_progress=progress_mode(options.pop("quiet"))))
         write_atomic(out, lambda handle: np.savez(handle, **arrays))
@@ -271,15 +273,15 @@ def landmarks(data, out, detector, detector_options, detector_weights, pick, dev
     Paths are relative to DATA. An interrupted call keeps what it detected; run the same command again to
     continue.
     """
-    from .detection import escape_field, find_images, load_detector, without_landmarks_path, write_landmark_file
-    from .engine import resolve_device
-    from .errors import brief_list
-    from .fileio import OutputLock, check_writable
-    from .progress import warn
+    from ..data.detection import escape_field, find_images, load_detector, without_landmarks_path, write_landmark_file
+    from ..errors import brief_list
+    from ..eval.distributed import resolve_device
+    from ..fileio import OutputLock, check_writable
+    from ..progress import warn
 
     check_writable(out, "--out", folder=False)
     images = find_images(data)
-    with OutputLock(out, "--out", command=_command_line()):
+    with OutputLock(out, "--out", command=command_line()):
         found = load_detector(detector, detector_weights, resolve_device(device), detector_options)
         summary = write_landmark_file(data, images, out, found, pick=pick, batch_size=batch_size, workers=workers,
                                       overwrite=overwrite, show_progress=progress_mode(quiet))
@@ -316,23 +318,19 @@ def _check_embedding_target(out: Path, overwrite: bool) -> None:
         raise UsageError(f"--out {out}: already exists; choose another file or pass --overwrite")
 
 
-def _command_line() -> str:
-    return shlex.join(click.get_current_context().meta["lrbench.argv"])
-
-
 def _write(run_data, out: Path, overwrite: bool) -> None:
     """Stamp the command line and versions into the manifest, then write the run directory atomically."""
-    from .report import render_run
-    from .results import write_run
+    from ..report.render import render_run
+    from ..report.results import write_run
 
-    run_data.manifest["command"] = _command_line()
+    run_data.manifest["command"] = command_line()
     run_data.manifest["versions"] = _versions()
     write_run(run_data, out, overwrite, render=render_run)
 
 
 def _finish(run_data, out: Path, overwrite: bool, as_json: bool) -> None:
     """Write the run directory and show its results (shared by every command that evaluates)."""
-    from .report import console_table, results_json
+    from ..report.render import console_table, results_json
 
     _write(run_data, out, overwrite)
     if as_json:
@@ -384,10 +382,10 @@ def report(runs, out, as_json, allow_different_data):
     Runs overlaid must have scored the same pairs of the same faces (protocol, pairs, images and landmarks
     hashes in their manifests) unless --allow-different-data is given.
     """
-    from .fileio import OutputLock, check_writable
-    from .identification_run import is_identification_run
-    from .report import console_table, render_into, results_json
-    from .results import check_report_folder, load_run
+    from ..eval.identification_run import is_identification_run
+    from ..fileio import OutputLock, check_writable
+    from ..report.render import console_table, render_into, results_json
+    from ..report.results import check_report_folder, load_run
 
     identification = [is_identification_run(path) for path in runs]
     if any(identification):
@@ -401,7 +399,7 @@ def report(runs, out, as_json, allow_different_data):
     target, option = _report_target(loaded, out, as_json)
     if target is not None:
         check_writable(target, option)
-        with OutputLock(target, option, command=_command_line()):
+        with OutputLock(target, option, command=command_line()):
             if option == "--out":
                 check_report_folder(target)
             render_into(loaded, target, different)
@@ -417,8 +415,8 @@ def report(runs, out, as_json, allow_different_data):
 
 def _overlay_checked(loaded: list, allow_different_data: bool) -> list[str]:
     """The data differences between the runs (refused unless allowed, warned when allowed)."""
-    from .progress import warn
-    from .report import check_overlay
+    from ..progress import warn
+    from ..report.render import check_overlay
 
     different = check_overlay(loaded, allow_different_data)
     if different:
@@ -438,15 +436,15 @@ def _report_target(loaded: list, out: Path | None, as_json: bool) -> tuple[Path 
 
 def _report_identification(runs, out: Path | None, as_json: bool, allow_different_data: bool) -> None:
     """``lrbench report`` for identification runs: re-render one, or overlay several (rank-1 vs resolution)."""
-    from .fileio import OutputLock, check_writable
-    from .identification_run import console_table, load_identification_run, render_identification, results_json
+    from ..eval.identification_run import console_table, load_identification_run, render_identification, results_json
+    from ..fileio import OutputLock, check_writable
 
     loaded = [load_identification_run(path) for path in runs]
     different = _overlay_checked(loaded, allow_different_data)
     target, option = _report_target(loaded, out, as_json)
     if target is not None:
         check_writable(target, option)
-        with OutputLock(target, option, command=_command_line()):
+        with OutputLock(target, option, command=command_line()):
             render_identification(loaded, target, different)
     if as_json:
         click.echo("[" + ",\n".join(results_json(run) for run in loaded) + "]")
@@ -550,8 +548,8 @@ def list_components(kind, as_json):
 @click.option("--train-images-per-identity", default=10, show_default=True)
 def synth(out, **options):
     """Write a synthetic LFW-format test set and CASIA-format training set (no external data needed)."""
-    from .fileio import check_writable
-    from .synth import synthesize
+    from ..data.synth import synthesize
+    from ..fileio import check_writable
 
     check_writable(out, "OUT")
     paths = synthesize(out, **options)

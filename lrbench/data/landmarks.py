@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, brief_list
-from .fileio import read_text_lines
+from ..errors import DataError, brief_list
+from ..fileio import read_text_lines
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ import numpy as np
 import PIL
 from PIL import Image, UnidentifiedImageError, features
 
+from ..errors import DataError, UsageError, brief_list
+from ..fileio import write_atomic
+from ..progress import progress_bar, warn
+from ..specs import CropTemplate
 from .align import ALIGN_VERSION, AlignmentError, TemplateConversion, align_face
-from .errors import DataError, UsageError, brief_list
-from .fileio import write_atomic
 from .landmarks import Landmarks
-from .progress import progress_bar, warn
-from .specs import CropTemplate
 
 CACHE_FORMAT = 2
 _MAGIC = b"lrbench crop cache\n"

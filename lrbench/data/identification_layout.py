@@ -3,18 +3,20 @@ each image's identity parsed from its file name (TinyFace, SCface and your own d
 
 from __future__ import annotations
 
+import posixpath
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, UsageError
-from .fileio import image_files
-from .identification import check_set
+from ..errors import DataError, UsageError, brief_list
+from ..fileio import image_files
+from ..progress import warn
+from ..specs import IdentificationSet, ProtocolSpec
 from .pairs import read_definition
-from .specs import IdentificationSet, ProtocolSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -159,3 +161,66 @@ class IdentificationLayout:
         if found is None:
             raise DataError(f"{image}: the probe_group pattern {self.probe_group!r} of {self.name} matches nothing")
         return self.group_names.get(found.group(1), found.group(1))
+
+
+def identification_counts(ident: IdentificationSet) -> dict[str, int]:
+    """How many gallery entries, distractors, mated and non-mated probes a set has, for the manifest."""
+    return {
+        "gallery": len(ident.gallery),
+        "gallery_identities": len(set(ident.gallery_ids)),
+        "distractors": len(entry_indices(ident.distractors)),
+        "generated_distractors": ident.generated_distractors,
+        "probes": len(ident.probes),
+        "non_mated_probes": len(entry_indices(ident.non_mated)),
+    }
+
+
+def check_set(ident: IdentificationSet, unique_gallery_ids: bool = False) -> None:
+    """Refuse what makes the numbers meaningless (nothing to search in or for, an image enrolled twice, a probe
+    searched among its own image unless the protocol leaves it out); warn about probes that have no mate,
+    which count as misses."""
+    gallery = np.asarray(ident.gallery, dtype=np.int64)
+    if not len(gallery):
+        raise DataError(f"{ident.source}: the gallery is empty")
+    if not len(ident.probes):
+        raise DataError(f"{ident.source}: there are no probes")
+    if len(ident.gallery_ids) != len(gallery) or len(ident.probe_ids) != len(ident.probes):
+        raise DataError(f"{ident.source}: one identity per gallery entry and per probe is needed")
+    enrolled = [image_key(ident, i) for i in np.concatenate([gallery, entry_indices(ident.distractors)])]
+    if len(set(enrolled)) < len(enrolled):
+        twice = next(image for image, count in Counter(enrolled).items() if count > 1)
+        raise DataError(f"{ident.source}: gallery image {twice} is enrolled twice")
+    overlap = sorted({image_key(ident, i) for i in ident.probes} & set(enrolled)
+                     | {image_key(ident, i) for i in entry_indices(ident.non_mated)} & set(enrolled[: len(gallery)]))
+    if ident.generated_distractors and len(enrolled) < 2:
+        raise DataError(f"{ident.source}: generated distractors are drawn from the spread of the real gallery images' "
+                        f"features, which needs at least 2 of them, not {len(enrolled)}")
+    if overlap and not ident.leave_one_out:
+        raise DataError(
+            f"{ident.source}: {len(overlap)} probe images are also gallery images ({brief_list(overlap)}); a probe "
+            "searched among its own image is found at rank 1 whatever the model. Keep probes and gallery apart, "
+            "or declare leave_one_out = true to search each probe without its own entry"
+        )
+    if unique_gallery_ids:
+        seen: dict[str, int] = {}
+        for index, identity in zip(gallery, ident.gallery_ids):
+            if identity in seen:
+                raise DataError(
+                    f"{ident.source}: duplicate gallery id {identity!r} ({ident.images[seen[identity]]} and "
+                    f"{ident.images[index]}); this protocol enrols one image per identity"
+                )
+            seen[identity] = index
+    if ident.probe_groups is not None and len(ident.probe_groups) != len(ident.probes):
+        raise DataError(f"{ident.source}: one group per probe is needed")
+    absent = len(set(ident.probe_ids) - set(ident.gallery_ids))
+    if absent:
+        warn(f"{ident.source}: {absent} probe identities have no gallery entry; their probes count as misses")
+
+
+def entry_indices(value) -> np.ndarray:
+    return np.zeros(0, dtype=np.int64) if value is None else np.asarray(value, dtype=np.int64)
+
+
+def image_key(ident: IdentificationSet, index: int) -> str:
+    """An image's path as a comparable name (``a/./b.jpg`` and ``a/b.jpg`` are one image)."""
+    return posixpath.normpath(ident.images[index])

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import DataError, UsageError
+from ..specs import ARCFACE_112x112, CropTemplate
 from .align import AlignmentError, TemplateConversion
 from .crops import DECODE_ERRORS, max_image_pixels
-from .errors import DataError, UsageError
-from .specs import ARCFACE_112x112, CropTemplate
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)

@@ -8,17 +8,15 @@ the chunk sizes, not with the gallery. docs/identification.md explains it.
 
 from __future__ import annotations
 
-import posixpath
-from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
 
-from .errors import DataError, brief_list
-from .progress import ProgressMode, progress_bar, warn
-from .specs import IdentificationSet
+from ..data.identification_layout import entry_indices, image_key
+from ..progress import ProgressMode, progress_bar
+from ..specs import IdentificationSet
 
 RANKS = (1, 5, 10, 20)
 FPIRS = (1e-2, 1e-1)
@@ -43,18 +41,6 @@ IDENTIFICATION_DEGRADED = {
     "probe": "probes degraded at each DF, gallery and distractors at DF 1 (HR enrolment, LR search)",
     "both": "probes, gallery and distractors all degraded at the same DF",
 }
-
-
-def identification_counts(ident: IdentificationSet) -> dict[str, int]:
-    """How many gallery entries, distractors, mated and non-mated probes a set has, for the manifest."""
-    return {
-        "gallery": len(ident.gallery),
-        "gallery_identities": len(set(ident.gallery_ids)),
-        "distractors": len(_indices(ident.distractors)),
-        "generated_distractors": ident.generated_distractors,
-        "probes": len(ident.probes),
-        "non_mated_probes": len(_indices(ident.non_mated)),
-    }
 
 
 def generated_distractors(enrolled: torch.Tensor, count: int, seed: int = 0, basis: int = 1000) -> torch.Tensor:
@@ -458,64 +444,13 @@ def codes(gallery_ids: list[str], probe_ids: list[str]) -> tuple[np.ndarray, np.
     return gallery, probes
 
 
-def check_set(ident: IdentificationSet, unique_gallery_ids: bool = False) -> None:
-    """Refuse what makes the numbers meaningless (nothing to search in or for, an image enrolled twice, a probe
-    searched among its own image unless the protocol leaves it out); warn about probes that have no mate,
-    which count as misses."""
-    gallery = np.asarray(ident.gallery, dtype=np.int64)
-    if not len(gallery):
-        raise DataError(f"{ident.source}: the gallery is empty")
-    if not len(ident.probes):
-        raise DataError(f"{ident.source}: there are no probes")
-    if len(ident.gallery_ids) != len(gallery) or len(ident.probe_ids) != len(ident.probes):
-        raise DataError(f"{ident.source}: one identity per gallery entry and per probe is needed")
-    enrolled = [_image(ident, i) for i in np.concatenate([gallery, _indices(ident.distractors)])]
-    if len(set(enrolled)) < len(enrolled):
-        twice = next(image for image, count in Counter(enrolled).items() if count > 1)
-        raise DataError(f"{ident.source}: gallery image {twice} is enrolled twice")
-    overlap = sorted({_image(ident, i) for i in ident.probes} & set(enrolled)
-                     | {_image(ident, i) for i in _indices(ident.non_mated)} & set(enrolled[: len(gallery)]))
-    if ident.generated_distractors and len(enrolled) < 2:
-        raise DataError(f"{ident.source}: generated distractors are drawn from the spread of the real gallery images' "
-                        f"features, which needs at least 2 of them, not {len(enrolled)}")
-    if overlap and not ident.leave_one_out:
-        raise DataError(
-            f"{ident.source}: {len(overlap)} probe images are also gallery images ({brief_list(overlap)}); a probe "
-            "searched among its own image is found at rank 1 whatever the model. Keep probes and gallery apart, "
-            "or declare leave_one_out = true to search each probe without its own entry"
-        )
-    if unique_gallery_ids:
-        seen: dict[str, int] = {}
-        for index, identity in zip(gallery, ident.gallery_ids):
-            if identity in seen:
-                raise DataError(
-                    f"{ident.source}: duplicate gallery id {identity!r} ({ident.images[seen[identity]]} and "
-                    f"{ident.images[index]}); this protocol enrols one image per identity"
-                )
-            seen[identity] = index
-    if ident.probe_groups is not None and len(ident.probe_groups) != len(ident.probes):
-        raise DataError(f"{ident.source}: one group per probe is needed")
-    absent = len(set(ident.probe_ids) - set(ident.gallery_ids))
-    if absent:
-        warn(f"{ident.source}: {absent} probe identities have no gallery entry; their probes count as misses")
-
-
-def _indices(value) -> np.ndarray:
-    return np.zeros(0, dtype=np.int64) if value is None else np.asarray(value, dtype=np.int64)
-
-
-def _image(ident: IdentificationSet, index: int) -> str:
-    """An image's path as a comparable name (``a/./b.jpg`` and ``a/b.jpg`` are one image)."""
-    return posixpath.normpath(ident.images[index])
-
-
 def _own_entries(ident: IdentificationSet, probes: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
     """Per probe its own image's position among the search gallery's ``rows`` (−1: none), for a leave-one-out
     protocol; None for others (``check_set`` refused any overlap)."""
     if not ident.leave_one_out:
         return None
-    position = {_image(ident, row): i for i, row in enumerate(rows) if row < len(ident.images)}
-    return np.array([position.get(_image(ident, probe), -1) for probe in probes], dtype=np.int64)
+    position = {image_key(ident, row): i for i, row in enumerate(rows) if row < len(ident.images)}
+    return np.array([position.get(image_key(ident, probe), -1) for probe in probes], dtype=np.int64)
 
 
 def search_set(
@@ -535,7 +470,7 @@ def search_set(
     Returns the mated search, the non-mated one (None without non-mated probes) and the search gallery's rows
     into ``images`` (and past it, the generated distractors).
     """
-    gallery, distractors = np.asarray(ident.gallery, dtype=np.int64), _indices(ident.distractors)
+    gallery, distractors = np.asarray(ident.gallery, dtype=np.int64), entry_indices(ident.distractors)
     if generated is not None:
         distractors = np.concatenate([distractors, len(gallery_features) + np.arange(len(generated))])
         gallery_features = torch.cat([gallery_features, generated])
@@ -547,7 +482,7 @@ def search_set(
     mated = search(probe_features[torch.as_tensor(probes)], gallery_features, probe_codes, all_codes, opened,
                    metric, device=device, gallery_rows=rows, left_out=_own_entries(ident, probes, rows),
                    show_progress=show_progress, description=description)
-    non_mated = _indices(ident.non_mated)
+    non_mated = entry_indices(ident.non_mated)
     if not len(non_mated):
         return mated, None, rows
     # open-set: against the gallery alone (the distractors are no part of it)

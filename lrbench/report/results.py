@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import auc as curve_area
 
-from .errors import DataError, UsageError, brief_list
-from .fileio import OutputLock, built_in_place, check_writable, dead_siblings, is_debris, write_atomic
+from ..errors import DataError, UsageError, brief_list
+from ..fileio import OutputLock, built_in_place, check_writable, dead_siblings, is_debris, write_atomic
+from ..progress import warn
+from ..ranges import parse_ranges
 from .metrics import VerificationResult, evaluate_verification
-from .progress import warn
-from .ranges import parse_ranges
 from .stats import describe as describe_intervals
 from .stats import fold_decisions, identity_of
 
@@ -400,7 +400,7 @@ def reported_folds(run: RunData) -> list[int] | None:
 def recompute(run: RunData) -> dict[int, VerificationResult]:
     """Each DF's metrics from scores.csv, with the run's threshold rule and reported folds.
 
-    A merged cross-validated run (``lrbench.crossval``) holds only each fold's held-out scores, while fold k's
+    A merged cross-validated run (``lrbench.report.crossval``) holds only each fold's held-out scores, while fold k's
     threshold was chosen on the other folds' scores of fold k's own model, which it does not hold: there the
     thresholds of folds.csv are taken as given and each fold's accuracy is recomputed with its threshold.
     """

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ranges import parse_ranges
+from ..ranges import parse_ranges
 
 
 def probe_size(crop_size: tuple[int, int], df: int) -> tuple[int, int]:

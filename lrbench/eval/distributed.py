@@ -16,7 +16,19 @@ import torch
 import torch.distributed as dist
 
 from ..errors import UsageError
-from .checkpoint import tensor_bytes
+from .checkpoints import tensor_bytes
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name}: not a torch device (try cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    return device
 
 
 @dataclass(frozen=True)
@@ -38,8 +50,6 @@ class Ranks:
 
 def start(device_name: str) -> Ranks:
     """Join the process group torchrun set up (if any) and pick this process's device."""
-    from ..engine import resolve_device
-
     device = resolve_device(device_name)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:

@@ -2,7 +2,7 @@
 
 Every run is compared with the first, per DF they share, on the same pairs: McNemar's exact test on the
 per-pair decisions (each run keeps its own per-fold thresholds), and paired identity-bootstrap intervals
-(``lrbench.stats``) for the differences in accuracy, AUC and TAR@FAR. The McNemar p-values of all the
+(``lrbench.report.stats``) for the differences in accuracy, AUC and TAR@FAR. The McNemar p-values of all the
 comparisons shown (every run at every DF) are adjusted together with Holm's method.
 """
 
@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import html
 import json
-import shlex
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:  # lrbench.results brings pandas, imported when the command runs, not when the CLI starts
+if TYPE_CHECKING:  # lrbench.report.results brings pandas, imported when the command runs, not when the CLI starts
     from .results import RunData
 
-from .errors import DataError, UsageError, brief_list
-from .fileio import OutputLock, check_writable, write_atomic
-from .progress import warn
+from ..errors import DataError, UsageError, brief_list
+from ..fileio import check_writable, write_atomic
+from ..progress import warn
 from .stats import (
     CONFIDENCE,
     MIN_IMPOSTORS_AT_FAR,
@@ -56,7 +52,7 @@ _PAIR_COLUMNS = ["pair", "fold", "same", "image_a", "image_b"]
 
 def _facts(run: RunData) -> dict[str, object]:
     """What must agree for two runs to have scored the same pairs of the same faces the same way."""
-    from .report import DATA_FACTS, manifest_fact  # the facts lrbench report checks before overlaying runs
+    from .render import DATA_FACTS, manifest_fact  # the facts lrbench report checks before overlaying runs
 
     facts = {name: manifest_fact(run.manifest, keys) for name, keys in DATA_FACTS.items()}
     return {**facts, "reported folds": run.reported_folds}
@@ -270,7 +266,7 @@ def console_table(payload: dict) -> Table:
 
 def plot_delta_accuracy(payload: dict, path: Path) -> None:
     """Δaccuracy (points, with its interval) against the DF, one series per run; zero = no difference."""
-    from .report import plt, save_figure  # report chooses matplotlib's file-only backend
+    from .render import plt, save_figure  # report chooses matplotlib's file-only backend
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     dfs, runs = payload["dfs"], payload["runs"]
@@ -296,7 +292,7 @@ def plot_delta_accuracy(payload: dict, path: Path) -> None:
 
 def html_report(payload: dict, folder: Path) -> str:
     """compare.html: the figure, the table, and how every number was computed."""
-    from .report import HTML_STYLE, image_tag
+    from .render import HTML_STYLE, image_tag
 
     header = ["DF", "probe px", "IOD px", "run", "accuracy % (base → run)", "Δacc pts [95% CI]", "only base right",
               "only run right", "McNemar p", "p Holm", "ΔAUC [95% CI]", "ΔTAR@1e-3 [95% CI]", "ΔTAR@1e-2 [95% CI]"]
@@ -328,7 +324,7 @@ def html_report(payload: dict, folder: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _check_out(out: Path) -> None:
+def check_compare_out(out: Path) -> None:
     """``--out`` is a new folder, an empty one, or an earlier comparison's; never someone else's files."""
     from .results import is_own_file
 
@@ -348,38 +344,3 @@ def write_outputs(payload: dict, out: Path) -> None:
     write_atomic(out / COMPARE_JSON, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     plot_delta_accuracy(payload, out / DELTA_FIGURE)
     write_atomic(out / COMPARE_HTML, html_report(payload, out))
-
-
-@click.command()
-@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--resamples", type=click.IntRange(min=1), default=RESAMPLES, show_default=True,
-              help="Identity-bootstrap resamples for the intervals.")
-@click.option("--seed", type=int, default=SEED, show_default=True, help="Seed of the bootstrap's resampling.")
-@click.option("--out", "-o", type=click.Path(path_type=Path),
-              help="Folder for compare.json, delta_accuracy.png/.pdf/.svg and compare.html; without it nothing "
-              "is written.")
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
-def compare(runs, resamples, seed, out, as_json):
-    """Compare runs on the same pairs, each against the first: McNemar tests and paired bootstrap intervals.
-
-    RUNS are run directories of one protocol (same pairs file and landmarks); DFs they all report are
-    compared. Intervals resample people, not pairs, because pairs share people.
-    """
-    from .results import load_run
-
-    loaded = [load_run(path) for path in runs]  # every run checked before any work
-    if out is not None:
-        _check_out(out)
-    payload = compare_runs(loaded, resamples, seed)
-    if out is not None:
-        command = shlex.join(click.get_current_context().meta.get("lrbench.argv", []))
-        with OutputLock(out, "--out", command=command):
-            _check_out(out)
-            write_outputs(payload, out)
-    if as_json:
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-        return
-    console = Console() if sys.stdout.isatty() else Console(width=160)
-    console.print(console_table(payload))
-    if out is not None:
-        console.print(f"written: {out / COMPARE_JSON}, {out / DELTA_FIGURE} (+ .pdf, .svg), {out / COMPARE_HTML}")

@@ -13,30 +13,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import registry
-from .align import TemplateConversion
-from .allocator import tune_allocator
-from .batching import BatchSizer, memory_key, parse_batch_size
-from .binsets import bin_protocol
-from .crops import decoded_image, default_cache_dir, load_crops, max_image_pixels
-from .degrade import image_seeds, parse_dfs, probe_size
-from .detection import detected_landmarks, load_detector, missing_landmarks_message
-from .errors import DataError, UsageError
-from .fileio import sha256_file
-from .identification import DEFINITIONS as IDENTIFICATION_DEFINITIONS
-from .identification import IDENTIFICATION_DEGRADED, identification_counts
-from .identification_layout import IdentificationLayout, is_identification_toml
-from .landmarks import landmarks_for
-from .metrics import THRESHOLD_RULES, evaluate_verification
-from .models import build_backbone, weights_file
-from .options import parse_options
-from .pairs import ProtocolDefinition
-from .plugins import plugin_origin
-from .precision import PRECISIONS, autocast_for, require_finite
-from .progress import ProgressMode, progress_bar
-from .ranges import parse_ranges
-from .results import RunData, definitions
-from .specs import (
+from .. import registry
+from ..data.align import TemplateConversion
+from ..data.crops import decoded_image, default_cache_dir, load_crops, max_image_pixels
+from ..data.degrade import image_seeds, parse_dfs, probe_size
+from ..data.detection import detected_landmarks, load_detector, missing_landmarks_message
+from ..data.identification_layout import identification_counts
+from ..data.landmarks import landmarks_for
+from ..data.protocols import load_protocol
+from ..errors import DataError, UsageError
+from ..fileio import sha256_file
+from ..options import parse_options
+from ..plugins import plugin_origin
+from ..progress import ProgressMode, progress_bar
+from ..ranges import parse_ranges
+from ..report.metrics import THRESHOLD_RULES, evaluate_verification
+from ..report.results import RunData, definitions
+from ..report.stats import result_intervals
+from ..specs import (
     FLIP_FUSIONS,
     BackboneSpec,
     CropTemplate,
@@ -46,7 +40,13 @@ from .specs import (
     PairSet,
     ProtocolSpec,
 )
-from .stats import result_intervals
+from .allocator import tune_allocator
+from .batching import BatchSizer, memory_key, parse_batch_size
+from .distributed import resolve_device
+from .identification import DEFINITIONS as IDENTIFICATION_DEFINITIONS
+from .identification import IDENTIFICATION_DEGRADED
+from .models import build_backbone, weights_file
+from .precision import PRECISIONS, autocast_for, require_finite
 
 MODES = ("both", "probe")
 # The seed project's evaluation; with ``preset="seed"`` the backbone's ``seed_input`` normalisation is used too.
@@ -88,18 +88,6 @@ class EvalSettings:
     seed: int = 0  # a random degradation's seed: each image's own randomness derives from it (degrade.image_seeds)
     cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no crop cache
     show_progress: ProgressMode | bool = "bar"  # bar, lines or off: see progress.progress_mode
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name}: not a torch device (try cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
-    return device
 
 
 def fuse(features: torch.Tensor, flipped: torch.Tensor | None, fusion: str) -> torch.Tensor:
@@ -253,33 +241,6 @@ def score_pairs(a: torch.Tensor, b: torch.Tensor, metric: str) -> np.ndarray:
     if metric == "cosine":
         return torch.nn.functional.cosine_similarity(a, b, dim=1).numpy().astype(np.float64)
     return (-torch.linalg.vector_norm(a - b, dim=1)).numpy().astype(np.float64)
-
-
-def _protocol(
-    name: str, data: Path | None = None, cache_dir: Path | None = None, show_progress: ProgressMode | bool = "bar"
-) -> tuple[ProtocolSpec, dict]:
-    """A registered protocol, a protocol definition file, or an insightface .bin (found when loaded, as given or
-    in the data folder; its images unpacked once into ``cache_dir``); with where it comes from (a .bin's path
-    and SHA-256 are the manifest's pairs file)."""
-    if name.endswith(".bin"):
-        return bin_protocol(name, cache_dir, show_progress), {"file": name, "format": "insightface .bin"}
-    if name.endswith(".toml"):
-        path = Path(name)
-        if not path.is_file():
-            raise UsageError(f"--protocol {name}: no such file")
-        origin = {"file": str(path.resolve()), "sha256": sha256_file(path)}
-        if is_identification_toml(path):
-            return IdentificationLayout.from_toml(path).spec(), origin
-        return ProtocolDefinition.from_toml(path).spec(), origin
-    found = registry.entry("protocol", name)
-    return found.spec, plugin_origin(found.plugin)
-
-
-def protocol_kind(name: str) -> str:
-    """"verification" or "identification": which run a ``--protocol`` value starts."""
-    if name.endswith(".bin"):  # insightface's verification sets
-        return "verification"
-    return _protocol(name)[0].kind
 
 
 @dataclass
@@ -494,7 +455,8 @@ def prepare(settings: EvalSettings) -> Prepared:
     _check_threshold_rule(settings, backbone, backbone_entry.plugin)
     degradation_entry = registry.entry("degradation", settings.degradation)
     degradation = degradation_entry.spec
-    protocol, protocol_origin = _protocol(settings.protocol, settings.data, settings.cache_dir, settings.show_progress)
+    protocol, protocol_origin = load_protocol(settings.protocol, settings.data, settings.cache_dir,
+                                              settings.show_progress)
     origins = {
         "backbone": plugin_origin(backbone_entry.plugin),
         "degradation": plugin_origin(degradation_entry.plugin),

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .fileio import sha256_file, write_atomic
-from .progress import warn
+from ..fileio import sha256_file, write_atomic
+from ..progress import warn
 
 FORMAT = 1
 
@@ -53,7 +53,7 @@ def gallery_key(prepared, rows: np.ndarray) -> str:
 
 
 def _lrbench_version() -> str:
-    from . import __version__
+    from ..version import __version__
 
     return __version__
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import LrbenchError, UsageError
-from .progress import stderr_console
-from .specs import BackboneSpec, same_value
+from ..errors import LrbenchError, UsageError
+from ..progress import stderr_console
+from ..specs import BackboneSpec, same_value
 
 
 def build_backbone(spec: BackboneSpec, weights: str | None, options: dict | None = None) -> torch.nn.Module:
@@ -134,7 +134,7 @@ def check_embedding_size(spec: BackboneSpec, model: torch.nn.Module, options: di
 
 
 def _plugin_of(spec: BackboneSpec) -> str:
-    from . import registry
+    from .. import registry
 
     found = registry.collect("backbone").get(spec.name)
     return found.plugin if found else "unregistered"

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import UsageError
-from .fileio import built_in_place
+from ..errors import UsageError
+from ..fileio import built_in_place
 
 GENERATOR_VERSION = 1  # stored in synth.json; bump when the images change so old datasets are regenerated
 JPEG_QUALITY = 92

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, UsageError, brief_list
+from ..errors import DataError, UsageError, brief_list
 from .metrics import VerificationResult, evaluate_verification
-from .report import FARS, data_differences, manifest_fact, render_run
+from .render import FARS, data_differences, manifest_fact, render_run
 from .results import SCORES, RunData, claim_run_dir, load_run, pair_people, write_run
 from .stats import result_intervals
 
