@@ -164,9 +164,13 @@ def run(ctx, **options):
 
     On an identification protocol (e.g. lfw-ident) only the probes are degraded unless --mode both is given.
     """
+    from dataclasses import replace
+
     from ..data.protocols import protocol_kind
+    from ..eval.distributed import start, stop
     from ..eval.engine import SEED_PRESET, evaluate
-    from ..report.results import claim_run_dir
+    from ..report.rundir import claim_run_dir
+    from ..report.runs import write
 
     if options["preset"] == "seed":
         for key, value in SEED_PRESET.items():
@@ -176,53 +180,37 @@ def run(ctx, **options):
     settings = _settings(options, show_progress=progress_mode(options.pop("quiet")))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = out or Path("runs") / f"{stamp}-{settings.backbone}-{Path(settings.protocol).stem}"
+    ranks = None
     if protocol_kind(settings.protocol) == "identification":
         if ctx.get_parameter_source("mode") is not click.core.ParameterSource.COMMANDLINE:
             settings.mode = "probe"  # HR enrolment, LR search
-        _run_identification(settings, out, overwrite, as_json)
-        return
-    with claim_run_dir(out, overwrite, command=command_line()):
-        _finish(evaluate(settings), out, overwrite, as_json)
-
-
-def _run_identification(settings, out: Path, overwrite: bool, as_json: bool) -> None:
-    """Evaluate, write the identification run directory atomically and show its table. Under torchrun every
-    process embeds a share of the images and rank 0 (which alone claims and writes --out) searches."""
-    from dataclasses import replace
-
-    from ..eval.distributed import main_first, start, stop
-    from ..eval.engine import prepare
-    from ..eval.identification_run import (
-        claim_identification_dir,
-        console_table,
-        evaluate_identification,
-        results_json,
-        write_identification_run,
-    )
-
-    ranks = start(settings.device)
-    settings = replace(settings, device=str(ranks.device))
+        ranks = start(settings.device)  # under torchrun every process embeds a share; rank 0 claims and writes --out
+        settings = replace(settings, device=str(ranks.device))
     try:
-        if not ranks.main:
-            with main_first(ranks):  # rank 0 fills the crop cache first
-                prepared = prepare(settings)
-            evaluate_identification(prepared, ranks)
+        if ranks is not None and not ranks.main:
+            evaluate(settings, ranks=ranks)
             return
-        with claim_identification_dir(out, overwrite, command=command_line()):
-            with main_first(ranks):
-                prepared = prepare(settings)
-            run_data = evaluate_identification(prepared, ranks)
-            run_data.manifest["command"] = command_line()
-            run_data.manifest["versions"] = _versions()
-            write_identification_run(run_data, out)
+        with claim_run_dir(out, overwrite, command=command_line()):
+            run_data = evaluate(settings, command=command_line(), ranks=ranks)
+            write(run_data, out, overwrite)
     finally:
-        stop()
+        if ranks is not None:
+            stop()
+    _show([run_data], as_json, f"run directory: {out}  (report: {out / 'report.html'})")
+
+
+def _show(runs: list, as_json: bool, where: str | None) -> None:
+    """The runs' results: as JSON, or a console table per run and where its files are."""
+    from ..report.runs import console_table, results_json
+
     if as_json:
-        click.echo(results_json(run_data))
-    else:
-        console = stdout_console()
+        click.echo(results_json(runs))
+        return
+    console = stdout_console()
+    for run_data in runs:
         console.print(console_table(run_data))
-        console.print(f"run directory: {out}  (report: {out / 'report.html'})")
+    if where:
+        console.print(where)
 
 
 @cli.command()
@@ -318,52 +306,6 @@ def _check_embedding_target(out: Path, overwrite: bool) -> None:
         raise UsageError(f"--out {out}: already exists; choose another file or pass --overwrite")
 
 
-def _write(run_data, out: Path, overwrite: bool) -> None:
-    """Stamp the command line and versions into the manifest, then write the run directory atomically."""
-    from ..report.render import render_run
-    from ..report.results import write_run
-
-    run_data.manifest["command"] = command_line()
-    run_data.manifest["versions"] = _versions()
-    write_run(run_data, out, overwrite, render=render_run)
-
-
-def _finish(run_data, out: Path, overwrite: bool, as_json: bool) -> None:
-    """Write the run directory and show its results (shared by every command that evaluates)."""
-    from ..report.render import console_table, results_json
-
-    _write(run_data, out, overwrite)
-    if as_json:
-        click.echo(results_json([run_data]))
-    else:
-        console = stdout_console()
-        console.print(console_table(run_data))
-        console.print(f"run directory: {out}  (report: {out / 'report.html'})")
-
-
-def _versions() -> dict[str, str]:
-    import platform
-
-    import numpy
-    import PIL
-    import sklearn
-    import torch
-    import torchvision
-
-    return {
-        "lrbench": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "pillow": PIL.__version__,
-        "scikit-learn": sklearn.__version__,
-        "platform": platform.platform(),
-        "cpu_count": str(os.cpu_count()),
-        "torch_threads": str(torch.get_num_threads()),
-    }
-
-
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -382,19 +324,11 @@ def report(runs, out, as_json, allow_different_data):
     Runs overlaid must have scored the same pairs of the same faces (protocol, pairs, images and landmarks
     hashes in their manifests) unless --allow-different-data is given.
     """
-    from ..eval.identification_run import is_identification_run
     from ..fileio import OutputLock, check_writable
-    from ..report.render import console_table, render_into, results_json
-    from ..report.results import check_report_folder, load_run
+    from ..report.rundir import check_report_folder
+    from ..report.runs import load_all, render_into
 
-    identification = [is_identification_run(path) for path in runs]
-    if any(identification):
-        if not all(identification):
-            mixed = runs[identification.index(False)]
-            raise UsageError(f"{mixed}: a verification run cannot be overlaid with identification runs")
-        _report_identification(runs, out, as_json, allow_different_data)
-        return
-    loaded = [load_run(path) for path in runs]  # every run checked before anything is written
+    loaded = load_all(runs)  # every run checked before anything is written, all of one kind
     different = _overlay_checked(loaded, allow_different_data)
     target, option = _report_target(loaded, out, as_json)
     if target is not None:
@@ -403,14 +337,9 @@ def report(runs, out, as_json, allow_different_data):
             if option == "--out":
                 check_report_folder(target)
             render_into(loaded, target, different)
-    if as_json:
-        click.echo(results_json(loaded))
-        return
-    console = stdout_console()
-    for run_data in loaded:
-        console.print(console_table(run_data))
-    console.print(f"report: {target / 'report.html'}" + (f"  (overlay: {target / 'overlay.csv'})" if len(loaded) > 1
-                                                          else ""))
+    where = None if target is None else (f"report: {target / 'report.html'}"
+                                         + (f"  (overlay: {target / 'overlay.csv'})" if len(loaded) > 1 else ""))
+    _show(loaded, as_json, where)
 
 
 def _overlay_checked(loaded: list, allow_different_data: bool) -> list[str]:
@@ -432,28 +361,6 @@ def _report_target(loaded: list, out: Path | None, as_json: bool) -> tuple[Path 
     if out is None and as_json:
         return None, None
     return out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}", "--out"
-
-
-def _report_identification(runs, out: Path | None, as_json: bool, allow_different_data: bool) -> None:
-    """``lrbench report`` for identification runs: re-render one, or overlay several (rank-1 vs resolution)."""
-    from ..eval.identification_run import console_table, load_identification_run, render_identification, results_json
-    from ..fileio import OutputLock, check_writable
-
-    loaded = [load_identification_run(path) for path in runs]
-    different = _overlay_checked(loaded, allow_different_data)
-    target, option = _report_target(loaded, out, as_json)
-    if target is not None:
-        check_writable(target, option)
-        with OutputLock(target, option, command=command_line()):
-            render_identification(loaded, target, different)
-    if as_json:
-        click.echo("[" + ",\n".join(results_json(run) for run in loaded) + "]")
-        return
-    console = stdout_console()
-    for run_data in loaded:
-        console.print(console_table(run_data))
-    if target is not None:
-        console.print(f"report: {target / 'report.html'}")
 
 
 @cli.command()

@@ -42,7 +42,7 @@ from ..specs import (
 )
 from .allocator import tune_allocator
 from .batching import BatchSizer, memory_key, parse_batch_size
-from .distributed import resolve_device
+from .distributed import Ranks, main_first, resolve_device
 from .identification import DEFINITIONS as IDENTIFICATION_DEFINITIONS
 from .identification import IDENTIFICATION_DEGRADED
 from .models import build_backbone, weights_file
@@ -243,9 +243,10 @@ def score_pairs(a: torch.Tensor, b: torch.Tensor, metric: str) -> np.ndarray:
     return (-torch.linalg.vector_norm(a - b, dim=1)).numpy().astype(np.float64)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Prepared:
-    """A backbone ready to run over a protocol's aligned crops: what ``run`` and ``embed`` share."""
+    """A backbone ready to run over a protocol's aligned crops: what ``run`` and ``embed`` share. Built by keyword
+    only: two of its many dicts swapped by position would mislabel a manifest without any error."""
 
     settings: EvalSettings
     backbone: BackboneSpec
@@ -273,7 +274,10 @@ class Prepared:
         """The eye distance in the full-resolution crops, in pixels: the template's, or that of converted crops."""
         return self.conversion.interocular if self.conversion else self.input_spec.template.interocular
 
-    def manifest(self) -> dict:
+    def manifest(self, command: str = "", processes: int = 1) -> dict:
+        """The run's manifest, the one place it is assembled for either kind: what ran, on what data (with the
+        hashes that identify it), how, with which versions, and ``command``, the command line that ran it. Its
+        paths are absolute here; ``report.rundir.write_run`` writes them portable."""
         settings, pairs = self.settings, self.pairs
         names = {"backbone": self.backbone.name, "degradation": self.degradation.name, "protocol": self.protocol.name}
         components = {kind: {"name": names[kind], **origin} for kind, origin in self.origins.items()}
@@ -283,12 +287,14 @@ class Prepared:
             components["backbone"]["provenance"] = provenance
         components["degradation"]["options"] = self.degradation_options
         return {
+            "kind": "identification" if isinstance(pairs, IdentificationSet) else "verification",
             "backbone": self.backbone.name,
             "protocol": self.protocol.name,
             "label": settings.label
             or self.backbone.name + (f" ({Path(settings.weights).name})" if settings.weights else ""),
             "settings": {
                 **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+                "data": str(Path(settings.data).resolve()) if settings.data else None,  # paths are named against it
                 "dfs": self.dfs,
                 "fusion": self.fusion,
                 "device": str(self.device),
@@ -326,6 +332,9 @@ class Prepared:
             "citation": self.protocol.citation,
             "allocator": tune_allocator(),
             "timings": self.timings,
+            "processes": processes,
+            **({"command": command} if command else {}),
+            "versions": versions(),
         }
 
     def _protocol_data(self) -> dict:
@@ -552,14 +561,21 @@ def prepare(settings: EvalSettings) -> Prepared:
     )
 
 
-def evaluate(settings: EvalSettings) -> RunData:
+def evaluate(settings: EvalSettings, *, command: str = "", ranks: Ranks | None = None) -> RunData:
     """Run a DF sweep of one backbone on one protocol; returns everything a run directory holds (an
-    ``IdentificationRun`` for an identification protocol)."""
-    prepared = prepare(settings)
+    ``IdentificationRun`` for an identification protocol), its manifest recording ``command``.
+
+    Under torchrun (``ranks``, given for identification only) rank 0 prepares first (filling the crop cache),
+    every process embeds a share of the images and rank 0 alone searches and returns the run; the others None."""
+    if ranks is None:
+        prepared = prepare(settings)
+    else:
+        with main_first(ranks):
+            prepared = prepare(settings)
     if isinstance(prepared.pairs, IdentificationSet):
         from .identification_run import evaluate_identification
 
-        return evaluate_identification(prepared)
+        return evaluate_identification(prepared, ranks, command)
     pairs, extractor, timings = prepared.pairs, prepared.extractor, prepared.timings
     template = prepared.backbone.input.template
     first_rows, second_rows = np.unique(pairs.first), np.unique(pairs.second)
@@ -610,7 +626,32 @@ def evaluate(settings: EvalSettings) -> RunData:
             fold_rows.append({"df": df, "fold": int(fold) + 1, "accuracy": acc, "threshold": threshold})
         roc_rows.extend({"df": df, "fpr": f, "tpr": t} for f, t in zip(result.roc_fpr, result.roc_tpr))
     timings["features_by_df"] = extractor.stage_timings()
-    return RunData.from_sweep(prepared.manifest(), rows, fold_rows, roc_rows, scores, pairs)
+    return RunData.from_sweep(prepared.manifest(command), rows, fold_rows, roc_rows, scores, pairs)
+
+
+def versions() -> dict[str, str]:
+    """The versions a run's numbers may depend on, and the machine's CPUs and threads."""
+    import os
+    import platform
+
+    import PIL
+    import sklearn
+    import torchvision
+
+    from ..version import __version__
+
+    return {
+        "lrbench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "cpu_count": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+    }
 
 
 def embed(settings: EvalSettings) -> dict[str, np.ndarray]:

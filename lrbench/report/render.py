@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,6 +51,7 @@ ROC_COLOUR_END = 0.75
 DATA_FACTS = {
     "protocol": ("protocol",),
     "pairs sha256": ("data", "pairs_sha256"),
+    "protocol file sha256": ("components", "protocol", "sha256"),
     "images sha256": ("data", "images_sha256"),
     "landmarks sha256": ("data", "landmarks_sha256"),
     "pre-aligned images (--aligned)": ("settings", "aligned"),
@@ -60,7 +62,7 @@ HTML_STYLE = (
     "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:.5em 0}"
     "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}th{background:#eee}"
     "td.text{text-align:left}tr.differs td,tr.differs th{background:#fff3c4}.warning{color:#a00;font-weight:bold}"
-    "img{max-width:48%}</style>"
+    "img{max-width:48%}td,th{overflow-wrap:anywhere;word-break:break-word}</style>"
 )
 
 
@@ -115,8 +117,8 @@ def tar_basis(run: RunData, far: float) -> str:
 
 def _title_parts(run: RunData) -> list[str]:
     manifest = run.manifest
-    data = manifest.get("settings", {}).get("data")
-    dataset = f"{Path(data).name} ({manifest['protocol']})" if data else manifest["protocol"]
+    data = manifest.get("data", {}).get("root") or Path(manifest.get("settings", {}).get("data") or "").name
+    dataset = f"{data} ({manifest['protocol']})" if data else manifest["protocol"]
     return [dataset, manifest["degradation"]["name"], f"degraded: {manifest['degradation']['mode']}"]
 
 
@@ -159,18 +161,20 @@ def console_table(run: RunData) -> Table:
     )
 
 
+def results_entry(run: RunData) -> dict:
+    """The per-DF results of a run with its label and definitions, for ``--json``."""
+    return {
+        "run": str(run.path) if run.path else None,
+        "label": run.label,
+        "definitions": run.manifest.get("definitions"),
+        # JSON has no NaN: a missing interval (empty cell) is null
+        "results": run.results.astype(object).where(run.results.notna(), None).to_dict("records"),
+    }
+
+
 def results_json(runs: list[RunData]) -> str:
     """The per-DF results of each run with its label and definitions, for ``--json``."""
-    payload = [
-        {
-            "run": str(run.path) if run.path else None,
-            "label": run.label,
-            "definitions": run.manifest.get("definitions"),
-            # JSON has no NaN: a missing interval (empty cell) is null
-            "results": run.results.astype(object).where(run.results.notna(), None).to_dict("records"),
-        }
-        for run in runs
-    ]
+    payload = [results_entry(run) for run in runs]
     return json.dumps(payload if len(payload) > 1 else payload[0], indent=2, ensure_ascii=False)
 
 
@@ -381,9 +385,11 @@ def render(runs: list[RunData], folder: Path, different: list[str] = ()) -> None
     write_atomic(folder / REPORT_HTML, html_report(runs, folder, different))
 
 
-def render_into(runs: list[RunData], folder: Path, different: list[str] = ()) -> None:
+def render_into(runs: list, folder: Path, different: list[str] = (), render: Callable = render,
+                files: tuple[str, ...] = OVERLAY_FILES) -> None:
     """Render in a hidden temporary folder inside ``folder``, then move the files into place: a render that
-    fails (or is killed) leaves the previous report files as they were, not a new figure beside an old page."""
+    fails (or is killed) leaves the previous report files as they were, not a new figure beside an old page.
+    ``render`` and ``files`` (every file it may write) are those of the runs' kind."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for leftover in dead_siblings(folder / "report"):
@@ -392,7 +398,7 @@ def render_into(runs: list[RunData], folder: Path, different: list[str] = ()) ->
     try:
         with named_as_target(tmp, folder):  # a full disk names the report's file, not the temporary one
             render(runs, tmp, different)
-        for name in OVERLAY_FILES:
+        for name in files:
             if (tmp / name).exists():
                 os.replace(tmp / name, folder / name)
             elif name == OVERLAY_CSV:  # a single run rendered where an overlay was: its CSV would mislead
@@ -419,7 +425,7 @@ def _cell(value) -> str:
         fields = list(next(iter(value.values())))
         return _grid(["", *fields], [[name, *(entry[field] for field in fields)] for name, entry in value.items()])
     if isinstance(value, dict):
-        return _facts_table(value) if value else "–"
+        return facts_table(value) if value else "–"
     if isinstance(value, list):
         return html.escape(", ".join(_plain(item) for item in value)) if value else "–"
     return html.escape(_plain(value))
@@ -435,7 +441,7 @@ def _plain(value) -> str:
     return str(value)
 
 
-def _facts_table(facts: dict) -> str:
+def facts_table(facts: dict) -> str:
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td class='text'>{_cell(v)}</td></tr>" for k, v in facts.items())
     return f"<table>{rows}</table>"
 
@@ -493,9 +499,7 @@ def run_record(run: RunData) -> dict:
         "device": " · ".join(str(v) for v in (settings.get("device"), batching.get("key", {}).get("device_name"),
                                                 settings.get("precision")) if v),
         "batch size": batching.get("batch_size"),
-        "data": {key: data.get(key) for key in ("pairs_file", "pairs_sha256", "image_root", "images_sha256",
-                                                  "landmarks_file", "landmarks_sha256", "pairs", "folds",
-                                                  "unique_images") if key in data},
+        "data": {key: value for key, value in data.items() if key not in ("crop_cache", "landmarks_source")},
         "degradation": f"{manifest['degradation']['name']}: {manifest['degradation']['description']} "
         f"(degraded: {manifest['degradation']['mode']})",
         "settings": settings,
@@ -577,6 +581,6 @@ def html_report(runs: list[RunData], folder: Path, different: list[str] = ()) ->
         parts.append("<details><summary>per-fold accuracy % (columns: DF)</summary>")
         parts.append(folds.to_html(float_format=lambda v: f"{v:.2f}"))
         parts.append("</details>")
-        parts.append("<h3>Record of the run</h3>" + _facts_table(run_record(run)))
+        parts.append("<h3>Record of the run</h3>" + facts_table(run_record(run)))
     parts.append(column_dictionary())
     return "\n".join(parts) + "\n"

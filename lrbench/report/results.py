@@ -2,73 +2,50 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
-import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import auc as curve_area
 
-from ..errors import DataError, UsageError, brief_list
-from ..fileio import OutputLock, built_in_place, check_writable, dead_siblings, is_debris, write_atomic
-from ..progress import warn
+from ..errors import DataError, UsageError
 from ..ranges import parse_ranges
+from . import rundir
 from .metrics import VerificationResult, evaluate_verification
+from .rundir import (  # noqa: F401  (the names a verification run's readers have always imported from here)
+    ACCURACY_PNG,
+    FIGURE_FORMATS,
+    FOLDS,
+    MANIFEST,
+    OVERLAY_CSV,
+    REPORT_HTML,
+    RESULTS,
+    ROC,
+    ROC_PNG,
+    SCORES,
+    VERIFICATION,
+    check_report_folder,
+    check_run_target,
+    claim_run_dir,
+    is_own_file,
+    read_manifest,
+    read_run_files,
+    read_table,
+    recover_run_dir,
+    run_dir_problem,
+)
 from .stats import describe as describe_intervals
 from .stats import fold_decisions, identity_of
 
-# What a run directory holds: the data files, then the files ``report.render`` adds.
-MANIFEST = "manifest.json"
-RESULTS = "results.csv"
-FOLDS = "folds.csv"
-ROC = "roc.csv"
-SCORES = "scores.csv"
-ROC_PNG = "roc.png"
-ACCURACY_PNG = "accuracy_vs_resolution.png"
-REPORT_HTML = "report.html"
-FIGURE_FORMATS = ("pdf", "svg")  # written beside each PNG, for papers
-REPORT_FILES = (
-    *(name.replace(".png", f".{suffix}") for name in (ROC_PNG, ACCURACY_PNG) for suffix in ("png", *FIGURE_FORMATS)),
-    REPORT_HTML,
-)
-OVERLAY_CSV = "overlay.csv"  # an overlay's results of every run, side by side (report --out only)
-OVERLAY_FILES = (*REPORT_FILES, OVERLAY_CSV)
-
-# The columns each table must have for a run to be read back, and what their values are. Readers rely on
-# these (the console table, the figures, the report); other columns are kept as they are.
-COLUMNS: dict[str, dict[str, type]] = {
-    RESULTS: {
-        "df": int,
-        "probe_px": str,
-        "interocular_px": float,
-        "accuracy_mean": float,
-        "accuracy_std": float,
-        "accuracy_sem": float,
-        "auc": float,
-        "eer": float,
-        "tar_at_far_0.001": float,
-        "tar_at_far_0.01": float,
-    },
-    FOLDS: {"df": int, "fold": int, "accuracy": float, "threshold": float},
-    ROC: {"df": int, "fpr": float, "tpr": float},
-    SCORES: {"pair": int, "fold": int, "same": int, "image_a": str, "image_b": str, "df": int, "score": float},
-}
-# Columns a table may have (runs written before they existed lack them); an empty cell means "no value".
-OPTIONAL_COLUMNS: dict[str, dict[str, type]] = {
-    RESULTS: {
-        f"{metric}_ci_{end}": float
-        for metric in ("accuracy", "auc", "tar_at_far_0.001", "tar_at_far_0.01")
-        for end in ("low", "high")
-    },
-    SCORES: {"person_a": str, "person_b": str},  # empty: the protocol names nobody (a .bin)
-}
+# What a run directory holds (the data files, then the files ``report.render`` adds): ``rundir.VERIFICATION``.
+COLUMNS = VERIFICATION.columns
+OPTIONAL_COLUMNS = VERIFICATION.optional_columns
+KEYS = VERIFICATION.keys
+REPORT_FILES = VERIFICATION.report_files
+OVERLAY_FILES = VERIFICATION.overlay_files
+RUN_FILES = VERIFICATION.run_files
 # The data dictionary of results.csv: unit and meaning of each column. Rates are stored as fractions (0–1)
 # so that files stay exact and machine-readable; the console table and report.html show them as percent
 # (AUC stays a fraction there too). write_run copies this into the manifest ("columns").
@@ -98,26 +75,6 @@ RESULT_COLUMNS: dict[str, tuple[str, str]] = {
         for end in ("low", "high")
     },
 }
-
-# Required columns whose cell may be empty: a TAR at a FAR below one impostor pair is not measured (NaN).
-_MAY_BE_EMPTY = {"tar_at_far_0.001", "tar_at_far_0.01"}
-
-# The columns that identify a row: a second row with the same values is damage (the report pivots on them).
-KEYS = {RESULTS: ("df",), FOLDS: ("df", "fold"), SCORES: ("df", "pair")}
-RUN_FILES = (MANIFEST, *COLUMNS, *REPORT_FILES)
-
-# What readers of a run (the console table, the report) take from its manifest: required keys and their
-# types, nested, and optional keys ("?") that must have their type when present.
-_MANIFEST_SHAPE = {
-    "backbone": str,
-    "protocol": str,
-    "degradation": {"name": str, "mode": str, "description": str},
-    "label?": str,
-    "settings?": dict,
-    "data?": dict,
-    "definitions?": dict,
-}
-_TYPE_NAMES = {str: "text", dict: "an object"}
 
 _THRESHOLD_RULES = {
     "exact": "per fold, the threshold maximising accuracy on the other folds, found exactly from the sorted "
@@ -172,6 +129,11 @@ class RunData:
     scores: pd.DataFrame  # one row per pair and DF
     path: Path | None = None
     recomputed: dict | None = field(default=None, repr=False)  # per DF, the metrics load_run checked against
+    layout = VERIFICATION
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The run's tables by file name, as ``rundir.write_run`` writes them."""
+        return {RESULTS: self.results, FOLDS: self.folds, ROC: self.roc, SCORES: self.scores}
 
     @property
     def label(self) -> str:
@@ -209,170 +171,21 @@ def pair_people(scores: pd.DataFrame) -> tuple[list[str | None], list[str | None
             for column in ("person_a", "person_b"))
 
 
-def write_run(run: RunData, out: Path, overwrite: bool = False, render: Callable | None = None) -> Path:
-    """Write the run directory into a temporary sibling, then swap it into place.
-
-    ``render(run, folder)`` adds figures and the report before the swap, so a reader never sees a
-    half-written run. The caller holds the output's lock (``claim_run_dir``), so nobody else touches ``out``
-    meanwhile. The swap, and why it leaves nothing behind:
-
-    1. the new run is complete in ``.NAME.tmp-PID-…``;
-    2. an existing run is renamed to ``.NAME.old-PID``;
-    3. the temporary folder is renamed to ``NAME``;
-    4. the old run is removed.
-
-    A process killed in (1) or (4) leaves debris beside a valid ``NAME``; one killed between (2) and (3)
-    leaves no ``NAME`` but the previous run, whole, in ``.NAME.old-PID``. The next ``write_run`` or
-    ``claim_run_dir`` for ``NAME`` first repairs both (``recover_run_dir``): the previous run is put back,
-    as the swap never finished, and the debris of dead processes is removed.
-    """
-    out = Path(out)
-    recover_run_dir(out)
-    check_run_target(out, overwrite)
-    # when (report.html's "written") and what each results.csv column holds, in what unit
-    run.manifest.setdefault("created", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
-    run.manifest.setdefault("columns", {RESULTS: {name: {"unit": unit, "meaning": meaning}
-                                                  for name, (unit, meaning) in RESULT_COLUMNS.items()}})
-    with built_in_place(out) as tmp:
-        write_atomic(tmp / MANIFEST, json.dumps(run.manifest, indent=2, default=_json_default) + "\n")
-        for name, table in ((RESULTS, run.results), (FOLDS, run.folds), (ROC, run.roc)):
-            write_atomic(tmp / name, table.to_csv(index=False))
-        write_atomic(tmp / SCORES, run.scores.to_csv(index=False, float_format="%.8g"))
-        run.path = out
-        if render is not None:
-            render(run, tmp)
-    return out
-
-
-@contextlib.contextmanager
-def claim_run_dir(out: Path, overwrite: bool = False, command: str = "") -> Iterator[None]:
-    """Everything that can refuse ``--out``, checked before the evaluation starts; the output's lock is held
-    (a second process writing the same run directory is refused) until the run is in place."""
-    out = Path(out)
-    check_writable(out, "--out")
-    with OutputLock(out, "--out", command=command):
-        recover_run_dir(out)
-        check_run_target(out, overwrite)
-        yield
-
-
-def recover_run_dir(out: Path) -> None:
-    """Repair what a killed ``write_run`` left beside ``out`` (see there): put the previous run back if the
-    swap stopped half-way, and remove temporary folders and replaced runs of processes that are gone."""
-    out = Path(out)
-    old_runs = dead_siblings(out, "old")
-    if not out.exists():
-        complete = [old for old in old_runs if run_dir_problem(old) is None]
-        complete.sort(key=lambda old: old.stat().st_mtime, reverse=True)
-        if complete:
-            os.replace(complete[0], out)
-            old_runs.remove(complete[0])
-            warn(f"{out}: restored the previous run from {complete[0].name}, left by a replacement that was killed")
-    for entry in dead_siblings(out, "tmp") + old_runs:
-        _remove(entry)
-
-
-def _remove(folder: Path) -> None:
-    """Remove a replaced run; one that cannot be removed is named, never silently left behind."""
-    if not folder.exists():
-        return
-    try:
-        shutil.rmtree(folder)
-    except OSError as exc:
-        warn(f"{folder}: cannot remove this replaced lrbench run ({exc.strerror}); delete it by hand")
-
-
-def check_run_target(out: Path, overwrite: bool) -> None:
-    """Refuse an ``--out`` that is not new, not empty and not (with ``--overwrite``) an lrbench run directory.
-
-    ``--overwrite`` deletes the folder it replaces, so it only replaces what lrbench wrote: a folder whose
-    manifest.json is an lrbench run manifest and which holds nothing but the files of a run directory.
-    """
-    out = Path(out)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise UsageError(
-            f"--out {out}: is {'a link' if out.is_symlink() else 'a file'}, not a run directory; choose another folder"
-        )
-    if not out.exists() or not any(out.iterdir()):
-        return
-    problem = run_dir_problem(out)
-    if problem is not None:
-        raise UsageError(
-            f"--out {out}: already exists and is not an lrbench run directory ({problem}), so lrbench will not "
-            "replace it; choose another folder"
-        )
-    if not overwrite:
-        raise UsageError(f"--out {out}: already exists; choose another folder or pass --overwrite")
-
-
-def run_dir_problem(path: Path) -> str | None:
-    """Why ``path`` is not a complete run directory that lrbench may replace, or None if it is one."""
-    if not (path / MANIFEST).is_file():
-        return f"no {MANIFEST}; it holds {_some(sorted(path.iterdir()))}"
-    try:
-        read_manifest(path)
-    except DataError:
-        return f"its {MANIFEST} is not an lrbench run manifest"
-    missing = [name for name in COLUMNS if not (path / name).is_file()]
-    if missing:
-        return f"no {', '.join(missing)}"
-    foreign = [entry for entry in sorted(path.iterdir()) if not is_own_file(entry, RUN_FILES)]
-    if foreign:
-        return f"it holds {_some(foreign)}, which lrbench did not write"
-    return None
-
-
-def check_report_folder(target: Path) -> None:
-    """Refuse an overlay's ``--out`` that would overwrite a run's own report or mix into someone's folder.
-
-    Accepted: a new or empty folder, or one holding only report files and run directories (an earlier
-    overlay, or a demo's folder with its runs).
-    """
-    target = Path(target)
-    if not target.is_dir():
-        return
-    if (target / MANIFEST).exists():
-        raise UsageError(
-            f"--out {target}: is a run directory, and its {REPORT_HTML} is that run's own report; "
-            f"choose another folder (`lrbench report {target}` alone re-renders it)"
-        )
-    foreign = [
-        entry
-        for entry in sorted(target.iterdir())
-        if not is_own_file(entry, OVERLAY_FILES) and not (entry.is_dir() and run_dir_problem(entry) is None)
-    ]
-    if foreign:
-        raise UsageError(
-            f"--out {target}: holds {_some(foreign)}, which lrbench did not write; "
-            "choose a new or empty folder for the report"
-        )
-
-
-def is_own_file(entry: Path, names: tuple[str, ...]) -> bool:
-    """A plain file named in ``names``, or a leftover of lrbench's own writers: what an output may replace."""
-    return (entry.name in names and entry.is_file() and not entry.is_symlink()) or is_debris(entry)
-
-
-def _some(entries: list[Path]) -> str:
-    return brief_list([entry.name + ("/" if entry.is_dir() else "") for entry in entries])
-
-
 def load_run(path: Path) -> RunData:
     """Read a run directory back, checked: any damage is one DataError naming the file (and line)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise UsageError(f"{path}: not a run directory")
-    manifest = read_manifest(path)
-    if manifest.get("kind") == "identification":
-        raise UsageError(
-            f"{path}: an identification run, not a verification run (its pairs, folds and scores are not there)"
-        )
-    tables = [read_table(path / name) for name in COLUMNS]
-    run = RunData(manifest, *tables, path=path)
+    manifest, tables = read_run_files(path, VERIFICATION.kind)
+    run = RunData(manifest, *tables.values(), path=Path(path))
     run.recomputed = recompute(run)
     check_derived(run, run.recomputed)
     _clear_unmeasured(run)
     return run
+
+
+def write_run(run: RunData, out: Path, overwrite: bool = False, render: Callable | None = None) -> Path:
+    """``rundir.write_run``, with the manifest stating what each results.csv column holds, in what unit."""
+    run.manifest.setdefault("columns", {RESULTS: {name: {"unit": unit, "meaning": meaning}
+                                                  for name, (unit, meaning) in RESULT_COLUMNS.items()}})
+    return rundir.write_run(run, out, overwrite, render)
 
 
 # -- what results.csv, folds.csv and roc.csv say must follow from scores.csv ------------------------------------
@@ -493,113 +306,3 @@ def _agree(file: Path, what: str, stored, recomputed, tolerance: float, scores: 
     if not abs(float(stored) - float(recomputed)) <= tolerance:  # NaN never agrees
         raise DataError(f"{file}: {what} is {float(stored):.10g}, but {scores} gives {float(recomputed):.10g}; "
                         "these files are not the output of one run")
-
-
-def read_manifest(run_dir: Path) -> dict:
-    """A run directory's manifest, checked for what readers of a run rely on."""
-    path = Path(run_dir) / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{path}: missing; {run_dir} is not an lrbench run directory")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
-    problems = _shape_problems(manifest, _MANIFEST_SHAPE)
-    if problems:
-        raise DataError(f"{path}: not an lrbench run manifest ({'; '.join(problems)})")
-    return manifest
-
-
-def _shape_problems(value, shape: dict, prefix: str = "") -> list[str]:
-    """What in ``value`` (parsed JSON) does not match ``shape``, in words: "'protocol' is missing", ..."""
-    if not isinstance(value, dict):
-        return [f"{prefix.rstrip('.')!r} is not an object" if prefix else "not a JSON object"]
-    problems = []
-    for key, kind in shape.items():
-        name = key.rstrip("?")
-        if name not in value:
-            problems += [] if key.endswith("?") else [f"{prefix + name!r} is missing"]
-        elif isinstance(kind, dict):
-            problems += _shape_problems(value[name], kind, f"{prefix}{name}.")
-        elif not isinstance(value[name], kind):
-            problems.append(f"{prefix + name!r} is not {_TYPE_NAMES[kind]}")
-    return problems
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """One CSV table of a run directory, with the columns ``COLUMNS`` requires for it, typed and checked."""
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            rows = [(reader.line_num, row) for row in reader if row]  # blank lines skipped, as pandas does
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
-    if not rows:
-        raise DataError(f"{path}: empty file")
-    header, body = rows[0][1], rows[1:]
-    missing = [column for column in COLUMNS[path.name] if column not in header]
-    if missing:
-        raise DataError(f"{path}: no column {', '.join(map(repr, missing))} (its header: {','.join(header)})")
-    twice = sorted({column for column in header if header.count(column) > 1})
-    if twice:
-        raise DataError(f"{path}: column {', '.join(map(repr, twice))} more than once in the header")
-    if not body:
-        raise DataError(f"{path}: no rows below the header")
-    for number, row in body:
-        if len(row) != len(header):
-            raise DataError(f"{path}:{number}: {len(row)} fields, but the header has {len(header)}")
-    table = pd.DataFrame([row for _, row in body], columns=header)
-    lines = [number for number, _ in body]
-    optional = OPTIONAL_COLUMNS.get(path.name, {})
-    for column in header:
-        kind = COLUMNS[path.name].get(column) or optional.get(column)
-        table[column] = (
-            _typed(path, lines, table[column], kind, may_be_empty=column in optional or column in _MAY_BE_EMPTY)
-            if kind
-            else _numeric_if_possible(table[column])
-        )
-    key = list(KEYS.get(path.name, ()))
-    repeated = np.flatnonzero(table.duplicated(key).to_numpy()) if key else []
-    if len(repeated):
-        which = ", ".join(f"{column} {table[column].iloc[repeated[0]]}" for column in key)
-        raise DataError(f"{path}:{lines[repeated[0]]}: a second row for {which}")
-    return table
-
-
-def _typed(path: Path, lines: list[int], values: pd.Series, kind: type, may_be_empty: bool = False) -> pd.Series:
-    """A known column converted to ``kind``; the first bad value is an error with its file and line."""
-    if kind is str:
-        converted, bad = values, (values == "").to_numpy()
-    else:
-        converted = pd.to_numeric(values, errors="coerce")
-        numbers = converted.to_numpy(dtype=float)
-        bad = np.isnan(numbers) | ((~np.isfinite(numbers) | (numbers != np.round(numbers))) if kind is int else False)
-        if may_be_empty:
-            bad &= (values != "").to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        value = values.iloc[row]
-        what = "is empty" if value == "" else f"is not {'an integer' if kind is int else 'a number'}: {value!r}"
-        raise DataError(f"{path}:{lines[row]}: column {values.name!r} {what}")
-    return converted.astype("int64") if kind is int else converted
-
-
-def _numeric_if_possible(values: pd.Series) -> pd.Series:
-    try:
-        return pd.to_numeric(values)
-    except ValueError:
-        return values
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
