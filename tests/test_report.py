@@ -263,3 +263,19 @@ def test_results_table_cuts_no_number_or_name_at_80_columns(tmp_path):
         for number in (f"{100 * row['accuracy_mean']:.2f}", f"±{100 * row['accuracy_std']:.2f}", f"{row['auc']:.4f}",
                        f"{100 * row['eer']:.2f}", f"{100 * row['tar_at_far_0.01']:.2f}", row["probe_px"]):
             assert re.search(rf"(^|\s){re.escape(number)}(\s|$)", result.stdout, re.MULTILINE), number
+
+
+def test_overlay_side_by_side_wraps_long_paths_inside_the_page(tmp_path):
+    """A run directory's path has no space to break at: the table cells may break it anywhere, so the
+    side-by-side table stays within the page's width instead of overflowing it."""
+    deep = tmp_path / ("a_rather_long_folder_name_without_any_space_" * 4)
+    runs = [write_run(fake_run(dfs=[1], label=label, seed=seed), deep / label) for seed, label in enumerate("xy")]
+    out = tmp_path / "overlay"
+    assert invoke("report", *runs, "--out", out).exit_code == 0
+    page = (out / "report.html").read_text()
+    style = re.search(r"<style>(.*?)</style>", page).group(1)
+    rules = dict(rule.rstrip("}").split("{") for rule in style.split("}") if "{" in rule)
+    wrapping = [selector for selector, body in rules.items() if "overflow-wrap:anywhere" in body]
+    assert wrapping and {"td", "th"} <= set(wrapping[0].split(","))
+    assert "max-width:1100px" in rules["body"]
+    assert f"<td>{runs[0]}</td>" in page  # the long path is in a cell of the side-by-side table
