@@ -1,6 +1,7 @@
 """--batch-size auto: measured on the run's first crops, remembered in the cache folder, recorded in the manifest."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,16 +12,22 @@ from lrbench.eval import batching
 from lrbench.eval.batching import BatchSizer
 
 
-@pytest.fixture(autouse=True)
-def small_candidates(monkeypatch):
+def use_small_candidates(monkeypatch):
     """Candidates the synthetic set (82 unique images) always climbs through completely: 2 + 2 × (2 + 4 + 8) faces."""
     monkeypatch.setattr(batching, "CANDIDATES", (2, 4, 8))
     monkeypatch.setattr(batching, "MIN_SECONDS", 0.0)
 
 
+@pytest.fixture(autouse=True)
+def small_candidates(monkeypatch):
+    use_small_candidates(monkeypatch)
+
+
 def run(data, out, cache, *extra):
-    """``lrbench run`` of the LBP baseline; returns the manifest and what went to stderr."""
-    result = invoke("run", "-b", "lbp", "--data", data, "--out", out, "--workers", 1, "--cache-dir", cache, *extra)
+    """``lrbench run`` of the LBP baseline at one DF (the climb uses the first crops, whatever the DFs); returns the
+    manifest and what went to stderr."""
+    result = invoke("run", "-b", "lbp", "--data", data, "--df", 1, "--out", out, "--workers", 1, "--cache-dir", cache,
+                    *extra)
     assert result.exit_code == 0, result.output
     return json.loads((out / "manifest.json").read_text()), result.stderr
 
@@ -29,17 +36,28 @@ def remembered(cache):
     return json.loads((cache / batching.MEMORY_FILE).read_text())["choices"]
 
 
-def test_auto_is_the_default_and_the_measured_choice_is_recorded(synth_data, tmp_path):
-    manifest, _ = run(synth_data.lfw_root, tmp_path / "run", tmp_path / "cache")
+@pytest.fixture(scope="module")
+def measured(synth_data, tmp_path_factory):
+    """The manifest and cache folder of a run that measured its batch size into an empty cache (copy the folder
+    to change it)."""
+    folder = tmp_path_factory.mktemp("measured")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_small_candidates(monkeypatch)
+        manifest, _ = run(synth_data.lfw_root, folder / "run", folder / "cache")
+    return manifest, folder / "cache"
+
+
+def test_auto_is_the_default_and_the_measured_choice_is_recorded(measured):
+    manifest, cache = measured
     chosen = manifest["batching"]
     assert chosen["chosen"] == "measured" and manifest["settings"]["batch_size"] == chosen["batch_size"]
     assert chosen["batch_size"] in (2, 4, 8)
     assert set(chosen["images_per_s"]) <= {"2", "4", "8"} and all(r > 0 for r in chosen["images_per_s"].values())
     assert str(chosen["batch_size"]) in chosen["images_per_s"]
     assert chosen["key"]["backbone"] == "lbp" and chosen["key"]["precision"] == "fp32"
-    [entry] = remembered(tmp_path / "cache").values()
+    [entry] = remembered(cache).values()
     assert entry["batch_size"] == chosen["batch_size"] and entry["key"] == chosen["key"]
-    assert chosen["memory_file"] == str(tmp_path / "cache" / batching.MEMORY_FILE)
+    assert chosen["memory_file"] == batching.MEMORY_FILE  # a manifest names no path of the machine
 
 
 def test_an_explicit_batch_size_wins_and_measures_nothing(synth_data, tmp_path):
@@ -49,9 +67,10 @@ def test_an_explicit_batch_size_wins_and_measures_nothing(synth_data, tmp_path):
     assert not (tmp_path / "cache" / batching.MEMORY_FILE).exists()
 
 
-def test_the_remembered_choice_is_reused_and_measured_again_when_the_precision_changes(synth_data, tmp_path):
+def test_the_remembered_choice_is_reused_and_measured_again_when_the_precision_changes(synth_data, measured, tmp_path):
     data, cache = synth_data.lfw_root, tmp_path / "cache"
-    first, _ = run(data, tmp_path / "a", cache)
+    first, _ = measured
+    shutil.copytree(measured[1], cache)
     memory = cache / batching.MEMORY_FILE
     choices = remembered(cache)
     [key] = choices
@@ -59,7 +78,7 @@ def test_the_remembered_choice_is_reused_and_measured_again_when_the_precision_c
     memory.write_text(json.dumps({"format": batching.FORMAT, "choices": choices}))
     second, _ = run(data, tmp_path / "b", cache)
     assert second["settings"]["batch_size"] == 3
-    assert second["batching"]["chosen"] == "remembered" and second["batching"]["memory_file"] == str(memory)
+    assert second["batching"]["chosen"] == "remembered" and second["batching"]["memory_file"] == memory.name
     assert second["batching"]["images_per_s"] == first["batching"]["images_per_s"]
     third, _ = run(data, tmp_path / "c", cache, "--precision", "bf16")
     assert third["batching"]["chosen"] == "measured" and third["batching"]["key"]["precision"] == "bf16"
@@ -68,27 +87,11 @@ def test_the_remembered_choice_is_reused_and_measured_again_when_the_precision_c
 
 def test_without_a_cache_the_batch_size_is_measured_each_time_and_nothing_is_written(synth_data, tmp_path):
     for out in (tmp_path / "a", tmp_path / "b"):
-        result = invoke("run", "-b", "lbp", "--data", synth_data.lfw_root, "--out", out, "--workers", 1, "--no-cache")
+        result = invoke("run", "-b", "lbp", "--data", synth_data.lfw_root, "--df", 1, "--out", out, "--workers", 1,
+                        "--no-cache")
         assert result.exit_code == 0, result.output
         chosen = json.loads((out / "manifest.json").read_text())["batching"]
         assert chosen["chosen"] == "measured" and chosen["memory_file"] is None
-
-
-@pytest.mark.parametrize(
-    ("content", "problem"),
-    [("{not json", "damaged JSON"), ('{"format": "something else", "choices": {}}', "not an lrbench batch-size file"),
-     ('{"format": "lrbench batch sizes 1", "choices": {"k": {"batch_size": 0}}}', "not an lrbench batch-size file")],
-)
-def test_a_damaged_or_foreign_memory_file_warns_once_and_is_rewritten(synth_data, tmp_path, content, problem):
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / batching.MEMORY_FILE).write_text(content)
-    manifest, stderr = run(synth_data.lfw_root, tmp_path / "run", cache)
-    warnings = [line for line in stderr.splitlines() if batching.MEMORY_FILE in line]
-    assert len(warnings) == 1 and "warning:" in warnings[0] and problem in warnings[0], stderr
-    assert manifest["batching"]["chosen"] == "measured"
-    [entry] = remembered(cache).values()
-    assert entry["batch_size"] == manifest["settings"]["batch_size"]
 
 
 def test_features_with_auto_equal_features_with_an_explicit_batch(synth_data, tmp_path):
@@ -118,10 +121,11 @@ def test_a_batch_size_that_is_neither_a_positive_number_nor_auto_is_refused(synt
 
 
 class FakeCuda:
-    """A network on a pretend GPU: faster per face at larger batches, out of memory above ``fits`` faces."""
+    """A network on a pretend GPU with a pretend clock: a batch of n faces takes ``seconds(n)`` (by default a fixed
+    cost per batch, so larger batches are faster per face), out of memory above ``fits`` faces."""
 
-    def __init__(self, monkeypatch, fits: int):
-        self.now, self.fits, self.emptied, self.calls = 0.0, fits, 0, []
+    def __init__(self, monkeypatch, fits: int, seconds=lambda n: 0.05 + 0.0005 * n):
+        self.now, self.fits, self.seconds, self.emptied, self.calls = 0.0, fits, seconds, 0, []
         monkeypatch.setattr(batching, "perf_counter", lambda: self.now)
         monkeypatch.setattr(torch.cuda, "empty_cache", self.empty_cache)
 
@@ -132,7 +136,7 @@ class FakeCuda:
         self.calls.append(len(rows))
         if len(rows) > self.fits:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
-        self.now += 0.05 + 0.0005 * len(rows)  # a fixed cost per batch: larger batches are faster
+        self.now += self.seconds(len(rows))
         return torch.as_tensor(rows, dtype=torch.float32)[:, None]
 
 
@@ -140,6 +144,47 @@ def run_all(sizer: BatchSizer, fake: FakeCuda, n: int) -> np.ndarray:
     rows = np.arange(n)
     out = [features for _, features in sizer.batches(rows, fake.compute)]
     return torch.cat(out)[:, 0].numpy()
+
+
+def test_the_climb_stops_when_throughput_falls_and_keeps_the_largest_batch_near_the_best(monkeypatch, tmp_path):
+    monkeypatch.setattr(batching, "CANDIDATES", (8, 16, 32, 64, 128))
+    per_face = {8: 0.00100, 16: 0.00095, 32: 0.00097, 64: 0.00125}  # 1000, 1053, 1031 (within 5 %), 800 faces/s
+    fake = FakeCuda(monkeypatch, fits=1000, seconds=lambda n: per_face.get(n, 0.002) * n)
+    sizer = BatchSizer.choose("auto", {"device": "cpu"}, tmp_path)
+    assert np.array_equal(run_all(sizer, fake, 500), np.arange(500))
+    assert {size: round(rate) for size, rate in sizer.rates.items()} == {8: 1000, 16: 1053, 32: 1031, 64: 800}
+    assert sizer.size == 32 and 128 not in fake.calls  # 64 was slower: no further climb
+    measured = 8 + 2 * (8 + 16 + 32 + 64)  # the warm-up batch, then two timed batches per candidate
+    assert fake.calls[:9] == [8, 8, 8, 16, 16, 32, 32, 64, 64] and set(fake.calls[9:-1]) == {32}
+    assert sum(fake.calls) == 500 and fake.calls[-1] == (500 - measured) % 32
+
+
+def test_no_candidate_is_tried_that_would_take_the_measurement_past_its_time_budget(monkeypatch, tmp_path):
+    monkeypatch.setattr(batching, "CANDIDATES", (8, 16, 32))
+    fake = FakeCuda(monkeypatch, fits=1000, seconds=lambda n: n / 10)  # 10 faces/s at any batch size
+    sizer = BatchSizer.choose("auto", {"device": "cpu"}, tmp_path)
+    assert np.array_equal(run_all(sizer, fake, 64), np.arange(64))
+    # two timed batches of 8 spent 1.6 s; two of 16 would take 3.2 s more, past MEASURE_SECONDS (2 s)
+    assert batching.MEASURE_SECONDS == 2.0 and sizer.rates == {8: 10.0} and sizer.size == 8
+    assert set(fake.calls) == {8} and sizer.complete
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("{not json", "damaged JSON"), ('{"format": "something else", "choices": {}}', "not an lrbench batch-size file"),
+     ('{"format": "lrbench batch sizes 1", "choices": {"k": {"batch_size": 0}}}', "not an lrbench batch-size file")],
+)
+def test_a_damaged_or_foreign_memory_file_warns_once_and_is_rewritten(monkeypatch, tmp_path, capsys, content, problem):
+    (tmp_path / batching.MEMORY_FILE).write_text(content)
+    fake = FakeCuda(monkeypatch, fits=1000)
+    sizer = BatchSizer.choose("auto", {"device": "cpu"}, tmp_path)
+    assert np.array_equal(run_all(sizer, fake, 40), np.arange(40))
+    stderr = capsys.readouterr().err
+    warnings = [line for line in stderr.splitlines() if batching.MEMORY_FILE in line]
+    assert len(warnings) == 1 and "warning:" in warnings[0] and problem in warnings[0], stderr
+    assert sizer.describe()["chosen"] == "measured"
+    [entry] = remembered(tmp_path).values()
+    assert entry["batch_size"] == sizer.size
 
 
 def test_running_out_of_cuda_memory_steps_down_to_the_largest_batch_that_fits(monkeypatch, tmp_path):
