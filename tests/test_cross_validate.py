@@ -20,7 +20,7 @@ from lrbench.data.crops import load_crops
 from lrbench.data.landmarks import landmarks_for
 from lrbench.data.synth import synthesize
 from lrbench.errors import UsageError
-from lrbench.fileio import image_files
+from lrbench.fileio import image_files, sha256_file
 from lrbench.report.crossval import merge_held_out_folds
 from lrbench.report.metrics import evaluate_verification
 from lrbench.report.results import RESULTS, load_run
@@ -78,7 +78,9 @@ def test_each_fold_evaluates_its_own_student_on_its_held_out_fold(driven):
     for fold in (1, 2, 3):
         run = load_run(_eval(out, fold))
         assert sorted(run.folds["fold"].unique()) == [fold]
-        assert run.manifest["weights"]["file"].endswith(f"fold-{fold:02d}/train/model.pt")
+        student = out / f"fold-{fold:02d}" / "train" / "model.pt"  # a manifest names it by file name and hash
+        assert run.manifest["weights"]["file"] == "model.pt"
+        assert run.manifest["weights"]["sha256"] == sha256_file(student)
         config = json.loads((out / f"fold-{fold:02d}" / "training.json").read_text())
         others = {1: "2-3", 2: "1,3", 3: "1-2"}[fold]
         assert f"--people-folds {others}" in config["command"]
