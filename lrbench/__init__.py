@@ -1,63 +1,62 @@
 """lrbench: an evaluation harness for low-resolution face recognition.
 
-The public API a plugin may import is what this module exports; nothing else is promised.
+The public API a plugin may import is what this module exports; nothing else is promised. Each name is
+loaded from its module on first use (PEP 562), so ``import lrbench`` and the command line start without
+torch: a plugin that imports only specs and ``hookimpl`` costs nothing until it builds a network.
 """
 
-from .data.align import AlignmentError, align_face, similarity_transform
-from .data.degrade import probe_size, resize_down_up
-from .data.identification_layout import IdentificationLayout
-from .data.identification_layout import check_set as check_identification_set
-from .data.pairs import ProtocolDefinition
-from .errors import DataError, LrbenchError, NumericalError, UsageError
-from .eval.checkpoints import CheckpointLayout, check_weights_file, load_weights, read_state_dict
-from .hookspecs import hookimpl
-from .progress import warn
-from .specs import (
-    ARCFACE_112x112,
-    BackboneSpec,
-    CropTemplate,
-    DegradationSpec,
-    DetectorSpec,
-    Face,
-    IdentificationSet,
-    InputSpec,
-    PairSet,
-    ProtocolSpec,
-    SPHEREFACE_96x112,
-    TrainerSpec,
-)
-from .version import __version__
+from __future__ import annotations
 
-__all__ = [
-    "ARCFACE_112x112",
-    "AlignmentError",
-    "SPHEREFACE_96x112",
-    "BackboneSpec",
-    "CheckpointLayout",
-    "CropTemplate",
-    "DataError",
-    "DegradationSpec",
-    "DetectorSpec",
-    "Face",
-    "IdentificationLayout",
-    "IdentificationSet",
-    "InputSpec",
-    "LrbenchError",
-    "NumericalError",
-    "PairSet",
-    "ProtocolDefinition",
-    "ProtocolSpec",
-    "TrainerSpec",
-    "UsageError",
-    "__version__",
-    "align_face",
-    "check_identification_set",
-    "check_weights_file",
-    "hookimpl",
-    "load_weights",
-    "probe_size",
-    "read_state_dict",
-    "resize_down_up",
-    "similarity_transform",
-    "warn",
-]
+import importlib
+
+# Public name → the module that defines it ("module:name" where the name there differs).
+_EXPORTS = {
+    "ARCFACE_112x112": "lrbench.specs",
+    "AlignmentError": "lrbench.data.align",
+    "SPHEREFACE_96x112": "lrbench.specs",
+    "BackboneSpec": "lrbench.specs",
+    "CheckpointLayout": "lrbench.eval.checkpoints",
+    "CropTemplate": "lrbench.specs",
+    "DataError": "lrbench.errors",
+    "DegradationSpec": "lrbench.specs",
+    "DetectorSpec": "lrbench.specs",
+    "Face": "lrbench.specs",
+    "IdentificationLayout": "lrbench.data.identification_layout",
+    "IdentificationSet": "lrbench.specs",
+    "InputSpec": "lrbench.specs",
+    "LrbenchError": "lrbench.errors",
+    "NumericalError": "lrbench.errors",
+    "PairSet": "lrbench.specs",
+    "ProtocolDefinition": "lrbench.data.pairs",
+    "ProtocolSpec": "lrbench.specs",
+    "TrainerSpec": "lrbench.specs",
+    "UsageError": "lrbench.errors",
+    "__version__": "lrbench.version",
+    "align_face": "lrbench.data.align",
+    "check_identification_set": "lrbench.data.identification_layout:check_set",
+    "check_weights_file": "lrbench.eval.checkpoints",
+    "hookimpl": "lrbench.hookspecs",
+    "load_weights": "lrbench.eval.checkpoints",
+    "probe_size": "lrbench.data.degrade",
+    "read_state_dict": "lrbench.eval.checkpoints",
+    "resize_down_up": "lrbench.data.degrade",
+    "similarity_transform": "lrbench.data.align",
+    "warn": "lrbench.progress",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Load a public name from its module the first time it is asked for, then keep it here."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lrbench' has no attribute {name!r}")
+    module, _, attribute = _EXPORTS[name].partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+

@@ -7,9 +7,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch only for the hints: declaring a spec must not load it (the CLI starts without torch)
+    import torch
 
 FLIP_FUSIONS = ("concat", "sum", "none")
 METRICS = ("cosine", "euclidean")
@@ -57,6 +58,8 @@ class InputSpec:
 
     def normalise(self, rgb: torch.Tensor) -> torch.Tensor:
         """Float NCHW RGB batch in 0…255 → the network's input (channel order, mean, std)."""
+        import torch
+
         x = rgb.flip(1) if self.channel_order == "BGR" else rgb
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)

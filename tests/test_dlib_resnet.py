@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 from lrbench_plugins import dlib_resnet
-from lrbench_plugins.dlib_resnet import DatReader, add_prev, build, build_network, read_network
+from lrbench_plugins.dlib_resnet import build
+from lrbench_plugins.networks.dlib_resnet import BLOCKS, DatReader, add_prev, build_network, read_network
 from PIL import Image
 
 from lrbench import LrbenchError, registry
@@ -131,7 +132,7 @@ def tiny_network() -> tuple[bytes, list]:
 def full_network() -> bytes:
     """The real network's architecture (the one dlib's face_recognition_model_v1 is compiled for), random weights."""
     layers, channels = [con(3, 32, 7, 2), affine(32), RELU, pool("max_pool_2", 3, 2)], 32
-    for width, down in dlib_resnet.BLOCKS:
+    for width, down in BLOCKS:
         layers += residual(channels, width, down)
         channels = width
     return serialise([*layers, pool("avg_pool_2", 0, 1), fc(channels, 128)])

@@ -11,7 +11,7 @@ import collections
 import pytest
 import torch
 import torch.nn.functional as F
-from lrbench_plugins.iresnet import adaface_renames
+from lrbench_plugins.networks.iresnet import adaface_renames
 
 from lrbench import registry
 from lrbench.errors import DataError

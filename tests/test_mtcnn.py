@@ -5,8 +5,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from lrbench_plugins import mtcnn
-from lrbench_plugins.mtcnn import NETWORKS, build, load_networks, packaged_weights
+from lrbench_plugins.mtcnn import NETWORKS, build, packaged_weights
+from lrbench_plugins.networks import mtcnn
+from lrbench_plugins.networks.mtcnn import load_networks
 from PIL import Image
 
 from lrbench import DataError, Face, registry

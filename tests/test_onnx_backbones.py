@@ -11,6 +11,7 @@ import pytest
 import torch
 from cli_helpers import invoke
 from lrbench_plugins import dlib_resnet, onnx_models
+from lrbench_plugins.networks.dlib_resnet import untrained_network
 from torch import nn
 
 from lrbench import DataError, UsageError, registry
@@ -66,7 +67,7 @@ def dlib(tmp_path_factory):
     """dlib's ResNet-29, untrained and seeded (PyTorch checkpoint), exported both ways."""
     folder = tmp_path_factory.mktemp("dlib")
     torch.manual_seed(0)
-    model = dlib_resnet.untrained_network()
+    model = untrained_network()
     torch.save(model.state_dict(), folder / "dlib.pt")
     size = dlib_resnet.DLIB_150.size
     return {

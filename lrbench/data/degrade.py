@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..ranges import parse_ranges
+
+if TYPE_CHECKING:  # torch is imported where a batch is resized: registering the degradations must not load it
+    import torch
 
 
 def probe_size(crop_size: tuple[int, int], df: int) -> tuple[int, int]:
@@ -41,6 +43,8 @@ def resize_down_up(
     """
     if df == 1:
         return batch
+    import torch.nn.functional as F
+
     height, width = batch.shape[-2:]
     small_w, small_h = probe_size((width, height), df)
     small = F.interpolate(batch, size=(small_h, small_w), mode=down, antialias=antialias, align_corners=False)

@@ -1,0 +1,389 @@
+"""The built-in trainers' commands, the modules they optimise and their tasks (registered by plugins/trainers.py).
+
+``classify`` trains a backbone and a margin head on identity folders; ``distill`` teaches a student that sees
+the degraded face a frozen teacher's features on the high-resolution face, as the seed project did.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrbench import DataError, UsageError, read_state_dict
+from lrbench.training import (
+    HEADS,
+    LAST,
+    CropBatches,
+    MarginHead,
+    Ranks,
+    data_options,
+    degradation,
+    degradation_options,
+    dfs_option,
+    embedding_size,
+    features_of_all,
+    frozen_network,
+    loop_options,
+    loop_settings,
+    network_input,
+    resolve_config,
+    resolve_precision,
+    train,
+    trainable_network,
+    training_data,
+)
+
+FEATURE_LOSSES = ("mse", "cosine")
+PROJECTION = "projection.pt"  # a distillation run's student → teacher feature projection, beside model.pt
+
+
+def _head(name: str, dim: int, classes: int, scale: float | None, margin: float | None) -> MarginHead:
+    """A margin head with the user's --scale/--margin where given (each head has its paper's defaults)."""
+    if name == "softmax" and (scale, margin) != (None, None):
+        raise UsageError("--scale/--margin: the softmax head has neither")
+    if name == "asoftmax" and scale is not None:
+        raise UsageError("--scale: A-Softmax scales each logit by the embedding's norm, not a constant")
+    if name == "asoftmax" and margin is not None and margin not in (1, 2, 3, 4):
+        raise UsageError(f"--margin {margin}: A-Softmax's margin is an integer m in 1…4 (cos mθ)")
+    options = {key: value for key, value in (("scale", scale), ("margin", margin)) if value is not None}
+    if name == "asoftmax" and margin is not None:
+        options["margin"] = int(margin)
+    return HEADS[name](dim, classes, **options)
+
+
+class Classifier(nn.Module):
+    """A backbone and a margin head; ``forward`` returns the cross-entropy loss."""
+
+    def __init__(self, backbone: nn.Module, head: MarginHead):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, step: int = 0) -> torch.Tensor:
+        embeddings = self.backbone(images)
+        with torch.autocast(images.device.type, enabled=False):
+            return F.cross_entropy(self.head(embeddings.float(), labels, step), labels)
+
+
+class ClassifyTask:
+    """Classification training on identity folders, optionally at a random DF per sample."""
+
+    def __init__(self, config: dict, ranks: Ranks):
+        self.spec, backbone = trainable_network(config["backbone"], config["weights"], config["option"])
+        template = self.spec.input.template
+        self.dfs = dfs_option(config["resolution_augment"], template, "--resolution-augment")
+        self.degrade = degradation(config["degradation"], config["degradation_option"])
+        folder, crops = training_data(config, {"crops": template}, ranks)
+        if not folder.has_labels:
+            raise DataError(f"{folder.root}: classification needs identity folders (one sub-folder per person)")
+        head = _head(
+            config["loss"],
+            embedding_size(backbone, self.spec.input),
+            len(folder.identities),
+            config["scale"],
+            config["margin"],
+        )
+        self.module = Classifier(backbone, head)
+        self.dataset = CropBatches(crops, folder.labels)
+        self.flip = config["flip"]
+        self.backbone_name, self.backbone_options = config["backbone"], tuple(config["option"])
+        self.data = folder.describe()
+
+    def inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        images = network_input(batch["crops"], self.spec.input, device, batch["df"], self.degrade)
+        return {"images": images, "labels": batch["label"].to(device, non_blocking=True)}
+
+    def summary(self) -> dict:
+        return {"images": len(self.dataset), "identities": self.data["identities"], "data": self.data}
+
+
+class Distiller(nn.Module):
+    """A student, its feature loss and optionally a classification head; ``forward`` returns the loss.
+
+    ``projection`` (a linear map, learned with the student) carries the student's features into the teacher's
+    space when their lengths differ, where they mimic the teacher's features less ``teacher_mean`` (its mean
+    over the training images): descriptors such as dlib's share a large common part (on LFW their cosine to
+    their mean is 0.92), which a projected student matches without learning anything of faces. Centring moves
+    no Euclidean distance. The classification head sees the student's own features.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_loss: str,
+        head: MarginHead | None,
+        cls_weight: float,
+        projection: nn.Linear | None = None,
+    ):
+        super().__init__()
+        self.backbone, self.head, self.feature_loss, self.cls_weight = backbone, head, feature_loss, cls_weight
+        self.projection = projection
+        if projection is not None:
+            self.register_buffer("teacher_mean", torch.zeros(projection.out_features))
+
+    def forward(self, images, targets, labels=None, step: int = 0) -> torch.Tensor:
+        embeddings = self.backbone(images)
+        with torch.autocast(images.device.type, enabled=False):
+            embeddings = embeddings.float()
+            mimic = embeddings
+            if self.projection is not None:
+                mimic, targets = self.projection(embeddings), targets - self.teacher_mean
+            if self.feature_loss == "mse":
+                loss = F.mse_loss(mimic, targets)
+            else:
+                loss = (1 - F.cosine_similarity(mimic, targets)).mean()
+            if self.head is not None:
+                loss = loss + self.cls_weight * F.cross_entropy(self.head(embeddings, labels, step), labels)
+        return loss
+
+
+class DistillTask:
+    """Feature distillation: the student sees each crop degraded at its DF, the teacher the crop itself.
+
+    The teacher is frozen (eval mode, no gradients, outside the optimised module). Its inputs never change
+    (the crop and, with --flip, its mirror image), so by default its features are computed once, before
+    training, instead of in every step.
+    """
+
+    def __init__(self, config: dict, ranks: Ranks):
+        self.teacher_spec, self.teacher = frozen_network(
+            config["teacher"],
+            config["teacher_weights"],
+            config["teacher_option"],
+            "--teacher-weights",
+            "--teacher-option",
+        )
+        name = config["student"] or config["teacher"]
+        same = name == config["teacher"] and not config["student_option"]
+        options = config["teacher_option"] if same else config["student_option"]
+        if same and not config["student_weights"]:
+            # The teacher's weights as they were loaded, whatever their source (a file, or the backbone's
+            # default such as weights shipped with a package), not a second reading of --teacher-weights.
+            try:
+                self.spec, student = trainable_network(name, "random", options, "--student-option")
+            except UsageError:  # what cannot be built untrained (a model file: onnx, torchscript) cannot learn
+                raise UsageError(
+                    f"--teacher {name}: runs a model file, whose network is not trained here; name the student's "
+                    "backbone with --student (e.g. --student iresnet)"
+                ) from None
+            student.load_state_dict(self.teacher.state_dict())
+        else:
+            self.spec, student = trainable_network(name, config["student_weights"], options, "--student-option")
+        self.dfs = dfs_option(config["df"], self.spec.input.template, "--df")
+        self.degrade = degradation(config["degradation"], config["degradation_option"])
+        dims = embedding_size(self.teacher, self.teacher_spec.input), embedding_size(student, self.spec.input)
+        projection = None if dims[0] == dims[1] else nn.Linear(dims[1], dims[0])
+        self.projection = None
+        if projection is not None:
+            if not config["teacher_cache"]:
+                raise UsageError(f"--no-teacher-cache: the student embeds {dims[1]}-d, the teacher {dims[0]}-d, and "
+                                 "the projection between them needs the teacher's mean feature, which the cache gives")
+            self.projection = {"student": dims[1], "teacher": dims[0], "targets": "centred on the teacher's mean "
+                               "feature over the training images", "file": PROJECTION}
+            if ranks.main:
+                click.echo(
+                    f"distill: the student embeds {dims[1]}-d, the teacher {dims[0]}-d: a linear projection "
+                    f"{dims[1]} → {dims[0]}, learned with the student, carries its features to the teacher's (centred "
+                    f"on their mean) for the loss (saved as {PROJECTION}; evaluation uses the student's own "
+                    f"{dims[1]}-d features)",
+                    err=True,
+                )
+        templates = {"student": self.spec.input.template}
+        if self.teacher_spec.input.template != self.spec.input.template:
+            templates["teacher"] = self.teacher_spec.input.template
+        folder, crops = training_data(config, templates, ranks)
+        head = None
+        if config["cls_weight"] > 0:
+            if not folder.has_labels:
+                raise DataError(f"{folder.root}: --cls-weight needs identity folders (one sub-folder per person)")
+            head = _head(config["cls_loss"], dims[1], len(folder.identities), config["scale"], config["margin"])
+        self.module = Distiller(student, config["loss"], head, config["cls_weight"], projection)
+        self.teacher.to(ranks.device, memory_format=torch.channels_last)
+        self.targets, self.cache_s = None, None
+        if config["teacher_cache"]:
+            started = time.perf_counter()
+            teacher_crops = crops.pop("teacher", crops["student"])
+            self.targets = features_of_all(
+                self.teacher,
+                teacher_crops,
+                self.teacher_spec.input,
+                config["flip"],
+                ranks,
+                config["batch_size"],
+                resolve_precision(config["precision"], ranks.device),
+            )
+            self.cache_s = time.perf_counter() - started
+            if projection is not None:
+                self.module.teacher_mean.copy_(self.targets.mean(dim=(0, 1)))
+        self.dataset = CropBatches(crops, folder.labels)
+        self.flip = config["flip"]
+        self.backbone_name, self.backbone_options = name, tuple(options)
+        self.data = folder.describe()
+        self.teacher_name = config["teacher"]
+
+    def inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        images = network_input(batch["student"], self.spec.input, device, batch["df"], self.degrade)
+        if self.targets is not None:
+            targets = self.targets[batch["flip"].long(), batch["index"]].to(device, non_blocking=True)
+        else:
+            with torch.no_grad():
+                hr = network_input(batch.get("teacher", batch["student"]), self.teacher_spec.input, device)
+                targets = self.teacher(hr).float()
+        inputs = {"images": images, "targets": targets}
+        if self.module.head is not None:
+            inputs["labels"] = batch["label"].to(device, non_blocking=True)
+        return inputs
+
+    def summary(self) -> dict:
+        cached = (
+            None
+            if self.targets is None
+            else {"features": self.targets.shape[0] * self.targets.shape[1], "seconds": round(self.cache_s, 2)}
+        )
+        return {"images": len(self.dataset), "identities": self.data["identities"], "data": self.data,
+                "teacher": self.teacher_name, "projection": self.projection, "teacher_cache": cached}
+
+
+def _train(ctx: click.Context, trainer: str, params: dict, task) -> tuple[dict, dict]:
+    """Train; (configuration, summary) on every process, the summary printed by the first."""
+    config, state = resolve_config(ctx, trainer, params)
+    summary = train(trainer, config, loop_settings(config), task, state)
+    if _main_process():
+        found = f"{summary['images']:,} images"
+        if summary["identities"]:
+            found += f" of {summary['identities']:,} identities"
+        click.echo(
+            f"{trainer}: {found}; {summary['steps']} steps ({summary['epochs']:.1f} epochs) in "
+            f"{summary['wall_s']:.0f} s, "
+            f"{summary['images_per_s']:.0f} images/s; loss {summary['loss_first']:.4g} → {summary['loss_last']:.4g}; "
+            f"model: {config['out']}/model.pt"
+        )
+    return config, summary
+
+
+def _main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def save_projection(out: Path) -> Path:
+    """The trained projection (from the final checkpoint's head) as ``projection.pt``: ``weight`` (teacher ×
+    student), ``bias`` and ``teacher_mean``; ``features @ weight.T + bias + teacher_mean`` is the student in the
+    teacher's space."""
+    head = read_state_dict(out / LAST, key="head")
+    state = {key.removeprefix("projection."): value for key, value in head.items() if key.startswith("projection.")}
+    state["teacher_mean"] = head["teacher_mean"]
+    temporary = out / f".{PROJECTION}.tmp"
+    torch.save(state, temporary)
+    os.replace(temporary, out / PROJECTION)
+    return out / PROJECTION
+
+
+def _head_options(function):
+    function = click.option(
+        "--margin", type=float, help="Margin: CosFace m (0.35), ArcFace m (0.5 rad), A-Softmax m (4)."
+    )(function)
+    return click.option("--scale", type=float, help="Logit scale s of CosFace/ArcFace (default 30 / 64).")(function)
+
+
+@click.command()
+@loop_options(lr=3e-4)  # 1e-3 made SphereFace-20's activations grow to 1e6 at batch 256 (H200, bf16)
+@data_options
+@click.option("--backbone", "-b", default="sphereface", show_default=True, help="Registered backbone to train.")
+@click.option("--weights", "-w", help="Start from this checkpoint (default: freshly initialised).")
+@click.option("--option", multiple=True, metavar="NAME=VALUE", help="A backbone option, e.g. depth=20; repeatable.")
+@click.option(
+    "--loss",
+    type=click.Choice(list(HEADS)),
+    default="cosface",
+    show_default=True,
+    help="Classification head: softmax, A-Softmax (annealed λ), CosFace/AM-Softmax, ArcFace.",
+)
+@_head_options
+@click.option(
+    "--resolution-augment",
+    default="1",
+    show_default=True,
+    metavar="DFS",
+    help="Train each sample at a random DF from these, e.g. 1-8 (1: high resolution only).",
+)
+@degradation_options
+@click.pass_context
+def classify(ctx, **params):
+    """Train a backbone with a margin head on identity folders (CASIA-WebFace layout)."""
+    _train(ctx, "classify", params, ClassifyTask)
+
+
+@click.command()
+@loop_options(lr=3e-4)
+@data_options
+@click.option(
+    "--teacher",
+    help="Registered backbone of the frozen high-resolution teacher (required): e.g. dlib-resnet, iresnet, or any "
+    "network as a model file: onnx or torchscript with --teacher-weights FILE and --teacher-option preset=NAME.",
+)
+@click.option(
+    "--teacher-weights",
+    help="Its checkpoint (e.g. a classify run's model.pt; default: the backbone's default weights, if it has any).",
+)
+@click.option("--teacher-option", multiple=True, metavar="NAME=VALUE", help="A teacher backbone option.")
+@click.option(
+    "--student",
+    help="The student's backbone (default: the teacher's, initialised from its weights; required for a model-file "
+    "teacher). Embedding lengths may differ: a learned linear projection then maps the student's onto the teacher's.",
+)
+@click.option(
+    "--student-weights",
+    help="The student's initial weights ('random': fresh; default: the teacher's for the teacher's backbone "
+    "and options, else fresh).",
+)
+@click.option("--student-option", multiple=True, metavar="NAME=VALUE", help="A student backbone option.")
+@click.option(
+    "--df",
+    default="8",
+    show_default=True,
+    metavar="DFS",
+    help="The student's degradation factor, or a range (e.g. 1-13: a random DF per sample, one student for "
+    "every resolution).",
+)
+@degradation_options
+@click.option(
+    "--loss",
+    type=click.Choice(FEATURE_LOSSES),
+    default="mse",
+    show_default=True,
+    help="Feature loss between the teacher's and the student's embeddings (mse: the seed's).",
+)
+@click.option(
+    "--cls-weight",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Add this times a classification loss (needs identity folders).",
+)
+@click.option(
+    "--cls-loss",
+    type=click.Choice(list(HEADS)),
+    default="cosface",
+    show_default=True,
+    help="The added classification loss's head.",
+)
+@_head_options
+@click.option(
+    "--teacher-cache/--no-teacher-cache",
+    default=True,
+    show_default=True,
+    help="Compute the teacher's features once before training instead of in every step.",
+)
+@click.pass_context
+def distill(ctx, **params):
+    """Teach a student on degraded faces to reproduce a frozen teacher's features on the originals."""
+    if not params["teacher"] and not params["resume"]:  # a resumed run has its teacher in its configuration
+        raise UsageError("--teacher NAME is required: the registered backbone of the frozen teacher")
+    config, summary = _train(ctx, "distill", params, DistillTask)
+    if summary["projection"] and _main_process():
+        save_projection(Path(config["out"]))
