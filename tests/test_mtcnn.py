@@ -70,8 +70,9 @@ def lfw_errors(detect, root, every: int, offset: int = 0) -> np.ndarray:
 
 
 def test_reproduces_the_shared_lfw_landmarks(shared_lfw, detector):
-    """landmarks.txt was made by facenet-pytorch's MTCNN with these weights: the same points, up to rounding."""
-    errors = lfw_errors(detector, shared_lfw, every=50)  # 265 images
+    """landmarks.txt was made by facenet-pytorch's MTCNN with these weights: the same points, up to rounding
+    (benchmarks/bench_detector.py compares all 13,233 images)."""
+    errors = lfw_errors(detector, shared_lfw, every=200)  # 67 images
     assert np.median(errors) < 0.5
     assert np.mean(errors <= 2) >= 0.99
 

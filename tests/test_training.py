@@ -396,9 +396,11 @@ def _start_and_wait_for_checkpoint(args, out) -> subprocess.Popen:
 
 
 def test_a_run_killed_with_sigkill_resumes_to_exactly_the_same_weights(data, tmp_path):
+    """Only the killed run needs a process of its own; the reference and the resume run in this one."""
     steps = ("--steps", 150, "--checkpoint-every", 5, "--log-every", 10)
     reference = tmp_path / "reference"
-    subprocess.run(_cli(*classify_args(data, reference, *steps)), check=True, capture_output=True)
+    result = invoke(*classify_args(data, reference, *steps))
+    assert result.exit_code == 0, result.output
     killed = tmp_path / "killed"
     process = _start_and_wait_for_checkpoint(classify_args(data, killed, *steps), killed)
     process.send_signal(signal.SIGKILL)
@@ -406,7 +408,8 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_the_same_weights(data, tmp
     assert process.returncode == -signal.SIGKILL
     assert 0 < _step_of(killed / LAST) < 150, "the run finished before it was killed"
     assert not (killed / "model.pt").exists()
-    subprocess.run(_cli("train", "classify", "--resume", killed), check=True, capture_output=True)
+    result = invoke("train", "classify", "--resume", killed)
+    assert result.exit_code == 0, result.output
     final, expected = torch.load(killed / "model.pt"), torch.load(reference / "model.pt")
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in expected)
     head, expected_head = torch.load(killed / LAST)["head"], torch.load(reference / LAST)["head"]
