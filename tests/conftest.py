@@ -34,6 +34,33 @@ def synth_data(tmp_path_factory):
     )
 
 
+# The demo at a size for the test suite (benchmarks/bench_demo.py checks the published numbers at the demo's own
+# size, 200 identities × 8 images, in about three times the time): the same commands, options and 5 epochs.
+SMALL_DEMO_TRAINING_SET = ("--train-identities", "100", "--train-images-per-identity", "6")
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """``lrbench demo --df 1,8`` on 100 training identities × 6 images, on one thread (tiny networks gain nothing
+    from more; one thread keeps the numbers the same whichever test asks first): its folder, the mean accuracy
+    per (run name, DF) and the runs it printed. tests/test_demo.py pins its numbers; tests/test_robust_distill.py
+    distils from its HR model."""
+    import lrbench_plugins.demo
+    import torch
+    from cli_helpers import benchmark_script
+
+    out = tmp_path_factory.mktemp("small-demo") / "demo"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setattr(lrbench_plugins.demo, "TRAINING_SET", SMALL_DEMO_TRAINING_SET)
+            accuracy, runs = benchmark_script("bench_demo").demo_accuracies(out, "--df", "1,8")
+    finally:
+        torch.set_num_threads(threads)
+    return out, accuracy, runs
+
+
 @pytest.fixture
 def plugin_manager():
     """The plugin manager; plugins a test registers through ``register`` are removed afterwards."""

@@ -1,4 +1,10 @@
-"""``lrbench demo`` (the built-in plugin lrbench_plugins.demo) and the numbers docs/training.md publishes for it."""
+"""``lrbench demo`` (the built-in plugin lrbench_plugins.demo) end to end, at a size for the test suite.
+
+benchmarks/bench_demo.py reproduces the numbers docs/training.md publishes for the demo as it ships (200
+training identities × 8 images: the HR model 100 % at DF 1 and 65.0 % at DF 8, the student 82.5 % at DF 8).
+Here the same demo on 100 identities × 6 images (conftest's ``small_demo``) is held to its own numbers, pinned
+the same way.
+"""
 
 import json
 import subprocess
@@ -10,10 +16,11 @@ from click.testing import CliRunner
 from lrbench.cli import cli
 from lrbench.plugins import load_plugins
 
-# docs/training.md: "the HR model reaches 100% at DF 1 (EER 0%) … and 65.0% at DF 8; the student reaches 82.5% at DF 8".
-# Training is deterministic on one machine; another CPU's arithmetic may move a few of the 600 pairs.
-PUBLISHED = {("hr", 1): 1.0, ("hr", 8): 0.650, ("lr8", 8): 0.825}
+# Measured at 100 × 6 on one thread. Training is deterministic on one machine; another CPU's arithmetic may move a
+# few of the 600 pairs.
+PINNED = {("hr", 1): 0.997, ("hr", 8): 0.583, ("lr8", 8): 0.740}
 TOLERANCE = 0.025  # 15 pairs
+GAIN = 0.12  # the student over the HR model at DF 8: 15.7 points at this size, 17.5 at the published one
 
 
 def test_the_console_script_has_the_demo_command():
@@ -22,18 +29,15 @@ def test_the_console_script_has_the_demo_command():
     assert "--student-df" in shown.stdout
 
 
-def test_demo_reproduces_the_published_numbers(tmp_path):
-    load_plugins().hook.register_commands(cli=cli)  # what lrbench's main() does before running a command
-    out = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--df", "1,8", "--json"])
-    assert result.exit_code == 0, result.output
-    runs = {Path(run["run"]).name: run for run in json.loads(result.stdout)}
-    accuracy = {(name, row["df"]): row["accuracy_mean"] for name, run in runs.items() for row in run["results"]}
-    for key, published in PUBLISHED.items():
-        assert abs(accuracy[key] - published) <= TOLERANCE, (key, accuracy[key])
-    # the claim itself: the student distilled at DF 8 wins back most of what 12×14 px cost (published: 17.5 points)
-    assert accuracy["lr8", 8] - accuracy["hr", 8] >= 0.15
-    assert runs["hr"]["label"] == "SphereFace-4 HR (classify, CosFace)"
+def test_the_demo_gives_its_pinned_numbers_and_the_student_wins_back_low_resolution(small_demo):
+    out, accuracy, runs = small_demo
+    for key, pinned in PINNED.items():
+        assert abs(accuracy[key] - pinned) <= TOLERANCE, (key, accuracy[key])
+    # the claim itself: the student distilled at DF 8 wins back much of what 12×14 px cost
+    assert accuracy["lr8", 8] - accuracy["hr", 8] >= GAIN
+    labels = {Path(run["run"]).name: run["label"] for run in runs}
+    assert labels == {"hr": "SphereFace-4 HR (classify, CosFace)",
+                      "lr8": "SphereFace-4 LR student (distilled at DF 8)"}
     manifest = json.loads((out / "lr8" / "manifest.json").read_text())
     assert manifest["command"].startswith("lrbench run --backbone sphereface --option depth=4 --option width=0.25")
     assert (out / "report.html").is_file()
