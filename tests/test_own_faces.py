@@ -25,7 +25,7 @@ def invoke(*args):
 
 def test_three_readme_commands_turn_raw_identity_folders_into_a_complete_run(tmp_path):
     synth = synthesize(tmp_path / "synth", seed=0, folds=2, pairs_per_fold=1, people_per_fold=2, images_per_person=2,
-                       train_identities=12, train_images_per_identity=6)
+                       train_identities=8, train_images_per_identity=4)
     faces = tmp_path / "faces"
     shutil.move(synth.train_images, faces)  # the images alone: their true landmarks stay behind
     assert not list(faces.glob("*.txt"))
@@ -34,7 +34,7 @@ def test_three_readme_commands_turn_raw_identity_folders_into_a_complete_run(tmp
     assert f"wrote {faces / 'landmarks.txt'}: landmarks of" in found.stdout
 
     made = invoke("pairs", "make", faces, "--out", faces / "pairs.txt", "--folds", 2, "--pairs-per-fold", 4)
-    assert made.stdout.startswith(f"{faces}: 12 persons, ")
+    assert made.stdout.startswith(f"{faces}: 8 persons, ")
     records = parse_lfw_pairs(faces / "pairs.txt")
     assert len(records) == 16 and sum(r.same for r in records) == 8
 
