@@ -10,7 +10,10 @@ chosen on the other folds, LFW's rule); when every fold is done, ``lrbench.repor
 writes OUT/merged, one run directory of all the pairs (``lrbench report`` / ``compare`` read it).
 
 Resumable: a fold whose evaluation is complete is skipped (its student's model.pt may even be deleted, the
-evaluation's manifest keeps its SHA-256); an interrupted training continues with ``--resume``. ``--folds 1,2``
+evaluation's manifest keeps its SHA-256); an interrupted training continues with ``--resume``. After each
+fold, OUT/progress is the merge of the folds done so far (a normal run directory of those folds' held-out
+pairs, a tenth of a per-fold run each): commit it, and on another machine ``--from`` that copy counts its
+folds as done and the final merge takes them from it. ``--folds 1,2``
 does part of the work, so a short GPU session can do some folds and a later call the rest. Everything after
 ``--`` goes to ``lrbench train distill`` unchanged; OUT/crossval.json records it with the teacher and the DFs,
 and a later call with another recipe is refused rather than mixing two recipes in one result.
@@ -31,7 +34,7 @@ import pandas as pd
 from lrbench.errors import LrbenchError, UsageError
 from lrbench.fileio import sha256_file, write_atomic
 from lrbench.ranges import parse_ranges
-from lrbench.report.crossval import merge_held_out_folds
+from lrbench.report.crossval import held_out_folds, merge_held_out_folds
 from lrbench.report.results import FOLDS, MANIFEST, load_run, run_dir_problem
 from lrbench.training.data import people_by_fold
 
@@ -103,6 +106,21 @@ def _fold_paths(out: Path, fold: int) -> tuple[Path, Path, Path]:
     return folder / "train", folder / "eval", folder / "train" / "model.pt"
 
 
+def _earlier(args: argparse.Namespace, recipe: dict) -> dict[int, Path]:
+    """The folds ``--from`` holds (a merged run of this recipe's folds, e.g. a committed progress copy)."""
+    if args.from_run is None:
+        return {}
+    run = load_run(args.from_run)
+    record = run.manifest.get("cross_validation")
+    if record is None:
+        raise UsageError(f"--from {args.from_run}: not a merged cross-validation run")
+    stored = record.get("recipe")
+    if stored is None or any(stored.get(key) != recipe[key] for key in RECIPE):
+        raise UsageError(f"--from {args.from_run}: its folds were made with another recipe ({stored}); give a merged "
+                         "run of this one")
+    return {fold: args.from_run for fold in held_out_folds(run)}
+
+
 def _done(out: Path, fold: int) -> bool:
     """The fold's evaluation is a complete run of this fold alone, of the student now in its model.pt (or of a
     student since deleted)."""
@@ -165,9 +183,13 @@ def cross_validate(args: argparse.Namespace, train_args: list[str]) -> Path | No
     runtime = ["--device", args.device, *(["--cache-dir", args.cache_dir] if args.cache_dir else [])]
     teacher = ["--teacher", args.teacher, *(["--teacher-weights", args.teacher_weights] if args.teacher_weights
                                             else [])]
+    earlier = _earlier(args, recipe)
     for fold in wanted:
         train, eval_dir, model = _fold_paths(args.out, fold)
         folder = train.parent
+        if fold in earlier and not _done(args.out, fold):
+            print(f"fold {fold}: done earlier ({args.from_run}); skipped", flush=True)
+            continue
         if _done(args.out, fold):
             print(f"fold {fold}: done earlier ({eval_dir}); skipped", flush=True)
             continue
@@ -194,22 +216,30 @@ def cross_validate(args: argparse.Namespace, train_args: list[str]) -> Path | No
                  "--out", eval_dir, "--overwrite", "--quiet", *recipe["run_args"])
         seconds["eval"] = time.perf_counter() - started
         print(_fold_summary(fold, train, eval_dir, seconds), flush=True)
-    done = [fold for fold in every if _done(args.out, fold)]
-    missing = [fold for fold in every if fold not in done]
+        _merge(args, recipe, earlier, every, "progress")
+    done = {fold: _fold_paths(args.out, fold)[1] for fold in every if _done(args.out, fold)}
+    missing = [fold for fold in every if fold not in done and fold not in earlier]
     if missing:
-        print(f"folds done: {_ranges(done) or 'none'}; still to do: {_ranges(missing)} (run again with --folds "
-              f"{_ranges(missing)}, or without --folds)", flush=True)
+        print(f"folds done: {_ranges(sorted({*done, *earlier})) or 'none'}; still to do: {_ranges(missing)} (run "
+              f"again with --folds {_ranges(missing)}, or without --folds)", flush=True)
         return None
     merged = args.out / "merged"
-    command = shlex.join(["python", "benchmarks/cross_validate.py", *args.argv])
-    run = merge_held_out_folds({fold: _fold_paths(args.out, fold)[1] for fold in every}, merged,
-                               label=f"{args.label} ({n_folds}-fold cross-validation)", command=command,
-                               fold_facts={fold: _training_facts(args.out, fold) for fold in every}, overwrite=True)
+    run = _merge(args, recipe, earlier, every, "merged")
     for row in run.results.itertuples():
         print(f"merged DF {row.df}: {100 * row.accuracy_mean:.2f}% ± {100 * row.accuracy_std:.2f} over "
               f"{n_folds} folds, AUC {row.auc:.4f}, EER {100 * row.eer:.2f}%", flush=True)
     print(f"merged run directory: {merged} (report: {merged / 'report.html'})", flush=True)
     return merged
+
+
+def _merge(args: argparse.Namespace, recipe: dict, earlier: dict[int, Path], every: list[int], name: str):
+    """Merge the folds done (here, else in ``--from``) into OUT/NAME: "progress" while folds are missing."""
+    sources = {**earlier, **{fold: _fold_paths(args.out, fold)[1] for fold in every if _done(args.out, fold)}}
+    command = shlex.join(["python", "benchmarks/cross_validate.py", *args.argv])
+    facts = {fold: _training_facts(args.out, fold) for fold in sources if sources[fold] != args.from_run}
+    return merge_held_out_folds(sources, args.out / name, label=f"{args.label} ({len(every)}-fold cross-validation)",
+                                command=command, fold_facts=facts, overwrite=True, partial=len(sources) < len(every),
+                                facts={"recipe": recipe})
 
 
 def parser() -> argparse.ArgumentParser:
@@ -226,6 +256,8 @@ def parser() -> argparse.ArgumentParser:
     found.add_argument("--df-eval", default="1,2,4,6,8,10,12,13", help="DFs of each fold's evaluation.")
     found.add_argument("--out", type=Path, default=Path("runs/cv"), help="fold-KK/{train,eval}/ and merged/.")
     found.add_argument("--folds", help="Only these folds now, e.g. 1,2 or 3-10 (default: every fold).")
+    found.add_argument("--from", dest="from_run", type=Path, help="A merged run of this recipe's folds done "
+                       "elsewhere (e.g. a committed OUT/progress copy): its folds count as done, merged from it.")
     found.add_argument("--device", default="auto", help="Where training and evaluation run (cpu, cuda, ...).")
     found.add_argument("--cache-dir", help="The crop cache of training and evaluation (default: lrbench's).")
     found.add_argument("--run-args", default="", help="Extra `lrbench run` options, one string, e.g. "

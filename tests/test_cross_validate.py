@@ -244,3 +244,41 @@ def test_packed_crops_are_lrbenchs_aligned_crops_as_jpeg_beside_the_protocol_fil
     assert decoded.shape == aligned.shape
     # JPEG (4:2:0, quality 95) of these noisy synthetic faces: 2.3 grey levels; the crop shifted by one pixel: 18.8
     assert np.abs(decoded.astype(float) - aligned).mean() < 4
+
+
+def _same_numbers(a, b) -> None:
+    """Two merged runs with the same folds, fold rows, scores and results."""
+    for table in ("folds", "scores", "results"):
+        left, right = getattr(a, table), getattr(b, table)
+        assert left.reset_index(drop=True).equals(right[left.columns].reset_index(drop=True)), table
+
+
+def test_a_merge_of_some_folds_is_a_run_of_those_folds_that_a_later_merge_takes_as_they_are(driven, tmp_path):
+    out, _ = driven
+    partial = merge_held_out_folds({1: _eval(out, 1), 2: _eval(out, 2)}, tmp_path / "progress", partial=True)
+    loaded = load_run(tmp_path / "progress")  # a normal run directory, checked on reading
+    assert sorted(loaded.folds["fold"].unique()) == [1, 2] and sorted(loaded.scores["fold"].unique()) == [1, 2]
+    assert loaded.manifest["cross_validation"]["all_folds"] == [1, 2, 3]
+    assert loaded.manifest["label"].endswith(", folds 1-2 of 3 so far")
+    assert (loaded.scores["df"] == 1).sum() == 16  # the held-out pairs only: 2 folds of 8
+    assert partial.results["accuracy_mean"].tolist() == loaded.results["accuracy_mean"].tolist()
+    _same_numbers(merge_held_out_folds([tmp_path / "progress", _eval(out, 3)], tmp_path / "full"),
+                  load_run(out / "merged"))
+    records = load_run(tmp_path / "full").manifest["cross_validation"]["folds"]
+    assert [record["weights"]["sha256"] for record in records] == [
+        load_run(_eval(out, fold)).manifest["weights"]["sha256"] for fold in (1, 2, 3)]
+
+
+def test_the_driver_takes_the_folds_of_an_earlier_merge_with_from_and_refuses_another_recipes(driven, data,
+                                                                                           tmp_path):
+    out, _ = driven
+    assert load_run(out / "progress").manifest["cross_validation"]["folds"][-1]["fold"] == 3  # kept after each fold
+    shutil.copytree(out / "merged", tmp_path / "committed")
+    fresh = tmp_path / "cv"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert _drive(data, fresh, "--from", str(tmp_path / "committed")) == 0
+    assert "fold 1: done earlier" in buffer.getvalue() and "training" not in buffer.getvalue()
+    _same_numbers(load_run(fresh / "merged"), load_run(out / "merged"))
+    other = tmp_path / "other"
+    assert _drive(data, other, "--from", str(tmp_path / "committed"), recipe=(*RECIPE[:-2], "--workers", "1")) == 2

@@ -298,3 +298,14 @@ def test_seed_preset_with_the_exact_rule_runs_a_euclidean_backbone(plugin_manage
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["settings"]["threshold_rule"] == "exact" and manifest["degradation"]["name"] == "seed"
+
+
+def test_given_thresholds_score_each_fold_with_its_own_and_one_fold_is_enough():
+    scores, same = [0.1, 0.9, 0.4, 0.6], [0, 1, 0, 1]
+    assert evaluate_verification(scores, same, [1, 1, 1, 1], thresholds={1: 0.5}).accuracy_mean == 1.0
+    held = evaluate_verification(scores, same, [1, 1, 2, 2], thresholds={1: 0.95, 2: 0.5})
+    assert held.fold_accuracy.tolist() == [0.5, 1.0] and held.fold_threshold.tolist() == [0.95, 0.5]
+    with pytest.raises(ValueError, match="not for every fold"):
+        evaluate_verification(scores, same, [1, 1, 2, 2], thresholds={1: 0.5})
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        evaluate_verification(scores, same, [1, 1, 1, 1])

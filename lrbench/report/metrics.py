@@ -8,7 +8,7 @@ similar), the convention of the seed project this harness replaces.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,15 +130,15 @@ class VerificationResult:
     threshold_rule: str
 
 
-def _check_folds(folds: ArrayLike, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the fold array and its distinct ids; cross-validation needs at least two folds."""
+def _check_folds(folds: ArrayLike, n: int, at_least: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Return the fold array and its distinct ids; choosing thresholds on held-out data needs two folds."""
     folds = np.asarray(folds)
     if folds.ndim != 1 or len(folds) != n:
         raise ValueError(f"folds must be 1-D with one entry per pair ({n}), got shape {folds.shape}")
     if not np.issubdtype(folds.dtype, np.integer):
         raise ValueError(f"folds must be integer fold ids, got dtype {folds.dtype}")
     fold_ids = np.unique(folds)
-    if len(fold_ids) < 2:
+    if len(fold_ids) < at_least:
         raise ValueError(f"need at least 2 folds to choose thresholds on held-out data, got {len(fold_ids)}")
     return folds, fold_ids
 
@@ -164,6 +164,7 @@ def evaluate_verification(
     rule: str = "exact",
     fars: Iterable[float] = (1e-3, 1e-2),
     report_folds: Iterable[int] | None = None,
+    thresholds: Mapping[int, float] | None = None,
 ) -> VerificationResult:
     """k-fold verification accuracy (threshold from the other folds) plus pooled AUC, EER and TAR@FAR.
 
@@ -174,10 +175,16 @@ def evaluate_verification(
     TAR@FAR is read from the full ROC (``drop_intermediate=False``): the plotting curve drops collinear
     points, which could lower the best TPR reachable under a FAR bound. A FAR below one impostor pair
     (FAR × impostor pairs < 1: 0.1 % of one LFW fold's 300) cannot be measured: its TAR is NaN.
+
+    ``thresholds`` gives each fold's threshold instead of choosing it here: a merged cross-validated run,
+    where fold k's threshold was chosen by fold k's own model on pairs the run does not hold (one fold is then
+    enough).
     """
     _check_rule(rule)
     scores, same = _check_pairs(scores, same)
-    folds, fold_ids = _check_folds(folds, len(scores))
+    folds, fold_ids = _check_folds(folds, len(scores), at_least=2 if thresholds is None else 1)
+    if thresholds is not None and not set(fold_ids.tolist()) <= set(thresholds):
+        raise ValueError(f"thresholds are given for folds {sorted(thresholds)}, not for every fold {fold_ids.tolist()}")
     if report_folds is not None:
         wanted = np.unique(np.asarray(list(report_folds)))
         unknown = np.setdiff1d(wanted, fold_ids)
@@ -195,7 +202,7 @@ def evaluate_verification(
     fold_threshold = np.empty(len(fold_ids))
     for i, fold in enumerate(fold_ids):
         test = folds == fold
-        threshold = choose(scores[~test], same[~test])
+        threshold = choose(scores[~test], same[~test]) if thresholds is None else thresholds[int(fold)]
         fold_threshold[i] = threshold
         fold_accuracy[i] = np.mean((scores[test] > threshold) == same[test])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from .rundir import (  # noqa: F401  (the names a verification run's readers hav
     run_dir_problem,
 )
 from .stats import describe as describe_intervals
-from .stats import fold_decisions, identity_of
+from .stats import identity_of
 
 # What a run directory holds (the data files, then the files ``report.render`` adds): ``rundir.VERIFICATION``.
 COLUMNS = VERIFICATION.columns
@@ -224,26 +224,23 @@ def recompute(run: RunData) -> dict[int, VerificationResult]:
     for df, table in run.scores.groupby("df"):
         table = table.sort_values("pair")
         score, same, fold = table["score"].to_numpy(), table["same"].to_numpy(), table["fold"].to_numpy()
+        thresholds = _given_thresholds(run, int(df), fold) if merged else None
         try:
-            metrics[int(df)] = evaluate_verification(score, same, fold, rule=rule, report_folds=folds)
+            metrics[int(df)] = evaluate_verification(score, same, fold, rule=rule, report_folds=folds,
+                                                     thresholds=thresholds)
         except ValueError as exc:
             raise DataError(f"{Path(run.path) / SCORES}: DF {df}: cannot be scored: {exc}") from None
-        if merged:
-            metrics[int(df)] = _held_out(run, int(df), metrics[int(df)], score, same.astype(bool), fold)
     return metrics
 
 
-def _held_out(run: RunData, df: int, pooled: VerificationResult, score, same, fold) -> VerificationResult:
-    """A merged run's metrics: pooled ones from all its scores, fold accuracies from folds.csv's thresholds."""
+def _given_thresholds(run: RunData, df: int, fold: np.ndarray) -> dict[int, float]:
+    """A merged run's thresholds at ``df`` by fold, as folds.csv gives them; its folds must be the scores'."""
     table = run.folds[run.folds["df"] == df].sort_values("fold")
-    if table["fold"].tolist() != pooled.fold_ids.tolist():
+    held = sorted(int(k) for k in np.unique(fold))
+    if table["fold"].tolist() != held:
         raise DataError(f"{Path(run.path) / FOLDS}: DF {df} lists folds {table['fold'].tolist()}, but this merged "
-                        f"cross-validated run's {SCORES} holds folds {pooled.fold_ids.tolist()}")
-    right = fold_decisions(score, fold, table["fold"], table["threshold"]) == same
-    accuracy = np.array([right[fold == k].mean() for k in pooled.fold_ids])
-    return replace(pooled, fold_accuracy=accuracy, fold_threshold=table["threshold"].to_numpy(),
-                   accuracy_mean=float(accuracy.mean()), accuracy_std=float(accuracy.std(ddof=0)),
-                   accuracy_sem=float(accuracy.std(ddof=1) / np.sqrt(len(accuracy))))
+                        f"cross-validated run's {SCORES} holds folds {held}")
+    return dict(zip(table["fold"].astype(int), table["threshold"].astype(float)))
 
 
 def check_derived(run: RunData, metrics: dict[int, VerificationResult]) -> None:
