@@ -216,10 +216,12 @@ def cross_validate(args: argparse.Namespace, train_args: list[str]) -> Path | No
                  "--out", eval_dir, "--overwrite", "--quiet", *recipe["run_args"])
         seconds["eval"] = time.perf_counter() - started
         print(_fold_summary(fold, train, eval_dir, seconds), flush=True)
-        _merge(args, recipe, earlier, every, "progress")
+        _merge(args, recipe, earlier, every, "progress")  # a kill before the next fold keeps this one
     done = {fold: _fold_paths(args.out, fold)[1] for fold in every if _done(args.out, fold)}
     missing = [fold for fold in every if fold not in done and fold not in earlier]
     if missing:
+        if done or earlier:
+            _merge(args, recipe, earlier, every, "progress")
         print(f"folds done: {_ranges(sorted({*done, *earlier})) or 'none'}; still to do: {_ranges(missing)} (run "
               f"again with --folds {_ranges(missing)}, or without --folds)", flush=True)
         return None
