@@ -71,7 +71,8 @@ def test_the_manifest_records_the_allocator(synth_data, tmp_path):
 
     from lrbench.cli import cli
 
-    args = ["run", "--backbone", "lbp", "--data", str(synth_data.lfw_root), "--out", str(tmp_path / "run"), "--json"]
+    args = ["run", "--backbone", "lbp", "--data", str(synth_data.lfw_root), "--df", "1", "--out", str(tmp_path / "run"),
+            "--json"]
     assert CliRunner().invoke(cli, args).exit_code == 0
     recorded = json.loads((tmp_path / "run" / "manifest.json").read_text())["allocator"]
     assert recorded == allocator.tune_allocator()

@@ -477,7 +477,7 @@ def test_protocol_files_with_a_bad_format_or_aligned_key_are_refused(tmp_path, l
 def test_lrbench_run_finds_a_bin_inside_data_and_needs_no_landmarks(made_bin, tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, ["run", "-b", "lbp", "--protocol", made_bin.name, "--data", str(made_bin.parent),
-                                      "--out", str(out), "--workers", "1", "-q"])
+                                      "--df", "1", "--out", str(out), "--workers", "1", "-q"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["data"]["pairs_file"] == made_bin.name and manifest["settings"]["aligned"] is True  # under --data
@@ -485,7 +485,7 @@ def test_lrbench_run_finds_a_bin_inside_data_and_needs_no_landmarks(made_bin, tm
 
 def test_lrbench_run_on_a_bin_path_needs_no_data_folder(made_bin, tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["run", "-b", "lbp", "--protocol", str(made_bin), "--out", str(out),
+    result = CliRunner().invoke(cli, ["run", "-b", "lbp", "--protocol", str(made_bin), "--df", "1", "--out", str(out),
                                       "--workers", "1", "-q"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "manifest.json").read_text())["data"]["pairs_file"] == made_bin.name  # its name alone

@@ -16,7 +16,8 @@ from lrbench.fileio import WriteError, built_in_place, swap_into_place
 
 
 def run_args(data, out, *extra):
-    return ["run", "--backbone", "lbp", "--data", data, "--out", out, "--workers", 1, "--no-cache", "-q", *extra]
+    return ["run", "--backbone", "lbp", "--data", data, "--df", "1,8", "--out", out, "--workers", 1, "--no-cache", "-q",
+            *extra]
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,7 @@ def test_hook_register_protocols(plugin_manager, synth_data, tmp_path):
     plugin_manager.register_for_test(module, name="doc-protocol")
     assert registry.collect("protocol")["synthetic-view2"].plugin == "doc-protocol"
     result = CliRunner().invoke(cli, ["run", "-b", "lbp", "-p", "synthetic-view2", "--data",
-                                      str(synth_data.lfw_root), "--out", str(tmp_path / "run"), "--json"])
+                                      str(synth_data.lfw_root), "--df", "1", "--out", str(tmp_path / "run"), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["results"][0]["pairs"] == 80
 
