@@ -34,7 +34,7 @@ import pandas as pd
 from lrbench.errors import LrbenchError, UsageError
 from lrbench.fileio import sha256_file, write_atomic
 from lrbench.ranges import parse_ranges
-from lrbench.report.crossval import held_out_folds, merge_held_out_folds
+from lrbench.report.crossval import fold_spans, held_out_folds, merge_held_out_folds
 from lrbench.report.results import FOLDS, MANIFEST, load_run, run_dir_problem
 from lrbench.training.data import people_by_fold
 
@@ -58,17 +58,6 @@ def _lrbench(*args) -> None:
             code = exc.exit_code
     if code:
         raise SystemExit(code)
-
-
-def _ranges(numbers: list[int]) -> str:
-    """[1, 3, 4, 5, 7] → "1,3-5,7": the form --people-folds and --report-folds take."""
-    spans: list[list[int]] = []
-    for number in numbers:
-        if spans and number == spans[-1][1] + 1:
-            spans[-1][1] = number
-        else:
-            spans.append([number, number])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _student(train_args: list[str]) -> tuple[str | None, list[str]]:
@@ -195,7 +184,7 @@ def cross_validate(args: argparse.Namespace, train_args: list[str]) -> Path | No
             continue
         seconds = {}
         if not (model.is_file() and (train / "summary.json").is_file()):
-            others = _ranges([other for other in every if other != fold])
+            others = fold_spans([other for other in every if other != fold])
             started = time.perf_counter()
             if (train / "last.pt").is_file():
                 print(f"fold {fold}: resuming the interrupted training in {train}", flush=True)
@@ -222,8 +211,8 @@ def cross_validate(args: argparse.Namespace, train_args: list[str]) -> Path | No
     if missing:
         if done or earlier:
             _merge(args, recipe, earlier, every, "progress")
-        print(f"folds done: {_ranges(sorted({*done, *earlier})) or 'none'}; still to do: {_ranges(missing)} (run "
-              f"again with --folds {_ranges(missing)}, or without --folds)", flush=True)
+        print(f"folds done: {fold_spans(sorted({*done, *earlier})) or 'none'}; still to do: "
+              f"{fold_spans(missing)} (run again with --folds {fold_spans(missing)}, or without --folds)", flush=True)
         return None
     merged = args.out / "merged"
     run = _merge(args, recipe, earlier, every, "merged")

@@ -203,7 +203,7 @@ def _manifest(runs: dict[int, RunData], all_folds: list[int], label: str | None,
     manifest = copy.deepcopy(source.manifest)
     for key in _PER_RUN:
         manifest.pop(key, None)
-    partial = "" if sorted(runs) == all_folds else f", folds {_spans(sorted(runs))} of {len(all_folds)} so far"
+    partial = "" if sorted(runs) == all_folds else f", folds {fold_spans(sorted(runs))} of {len(all_folds)} so far"
     manifest["label"] = (label or f"{source.manifest['backbone']} ({len(all_folds)}-fold cross-validation)") + partial
     manifest["settings"] = {**manifest.get("settings", {}), "report_folds": None, "weights": None,
                             "label": manifest["label"]}
@@ -223,8 +223,8 @@ def _manifest(runs: dict[int, RunData], all_folds: list[int], label: str | None,
     return manifest
 
 
-def _spans(folds: list[int]) -> str:
-    """[1, 2, 3, 5] → "1-3,5"."""
+def fold_spans(folds: list[int]) -> str:
+    """[1, 2, 3, 5] → "1-3,5": the form --people-folds, --report-folds and --folds take."""
     spans: list[list[int]] = []
     for fold in folds:
         if spans and fold == spans[-1][1] + 1:
