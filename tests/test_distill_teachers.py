@@ -17,15 +17,6 @@ STUDENT = ["--student", "iresnet", "--student-option", "depth=18", "--student-op
 QUICK = ["--batch-size", "8", "--workers", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from lrbench.data.synth import synthesize

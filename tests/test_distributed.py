@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from cli_helpers import invoke
 
 from lrbench import registry
 from lrbench.eval.distributed import state_digest
@@ -21,10 +22,9 @@ def teacher(tmp_path):
     return path
 
 
-def _distill(launcher, data, teacher, out, monkeypatch):
+def _distill_args(data, teacher, out) -> list[str]:
     """Distillation with a random DF per sample and mirrored samples: every per-sample choice must be the
     same whether one process or two draw it."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     options = [arg for name, value in TINY.items() for arg in ("--teacher-option", f"{name}={value}")]
     args = [
         "train",
@@ -49,17 +49,22 @@ def _distill(launcher, data, teacher, out, monkeypatch):
         "--lr",
         0.5,
     ]
-    done = subprocess.run([*launcher, *(str(a) for a in args)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    return [str(a) for a in args]
+
+
+def _trained(out) -> tuple[dict, dict]:
     return json.loads((out / "summary.json").read_text()), torch.load(out / "model.pt", weights_only=True)
 
 
-def test_torchrun_with_two_processes_matches_one_process_and_both_ranks_agree(
-    synth_data, teacher, tmp_path, monkeypatch
-):
+def test_torchrun_with_two_processes_matches_one_process_and_both_ranks_agree(synth_data, teacher, tmp_path):
+    """torchrun needs processes of its own; the one-process reference runs in this one."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lrbench"]
-    summary, distributed = _distill(torchrun, synth_data, teacher, tmp_path / "ddp", monkeypatch)
-    _, single = _distill([sys.executable, "-m", "lrbench"], synth_data, teacher, tmp_path / "single", monkeypatch)
+    done = subprocess.run([*torchrun, *_distill_args(synth_data, teacher, tmp_path / "ddp")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = invoke(*_distill_args(synth_data, teacher, tmp_path / "single"))
+    assert result.exit_code == 0, result.output
+    (summary, distributed), (_, single) = _trained(tmp_path / "ddp"), _trained(tmp_path / "single")
 
     assert summary["processes"] == 2 and summary["global_batch"] == 4
     assert summary["teacher_cache"]["features"] == 2 * 12  # every image and its mirror, computed in shares

@@ -265,7 +265,6 @@ def faces(tmp_path_factory):
 def test_classify_trains_on_a_pack_and_validates_on_a_bin(faces, tmp_path):
     rec, lfw_bin = faces
     out = tmp_path / "run"
-    torch.set_num_threads(1)
     result = invoke("train", "classify", "--data", rec, "--out", out, "--option", "depth=4", "--option", "width=0.125",
                     "--batch-size", 8, "--steps", 24, "--log-every", 4, "--val", lfw_bin, "--val-every", 24)
     assert result.exit_code == 0, result.output

@@ -8,21 +8,11 @@ this test holds the recommended recipe to its claim at the smaller size. Trainin
 machine; another CPU's arithmetic may move a few of the 600 pairs.
 """
 
-import pytest
-import torch
 from cli_helpers import benchmark_script
 
 DFS = "1,4,8,12"
 HR_TOLERANCE = 0.02  # 12 of 600 pairs at DF 1 (measured at this size: 7; at 200 × 8: none)
 LR_GAIN = 0.04  # mean over DF 4, 8, 12 (measured at this size: +7.5 points; at 200 × 8: +6.5)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: more threads cost more than they give on two shared cores
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_a_student_distilled_over_df_1_to_12_beats_its_teacher_at_low_resolution_and_keeps_full(small_demo, tmp_path):

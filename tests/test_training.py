@@ -52,17 +52,6 @@ def data(tmp_path_factory):
     )
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Training here runs on one thread, in-process and in subprocesses: tiny networks gain nothing from
-    more, and on a shared machine OpenMP threads waiting for each other cost more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
-
-
 def classify_args(data, out, *extra):
     return ["train", "classify", "--data", data.train_images, "--out", out, *TINY, *QUICK, *extra]
 
