@@ -154,8 +154,8 @@ def test_the_climb_stops_when_throughput_falls_and_keeps_the_largest_batch_near_
     assert np.array_equal(run_all(sizer, fake, 500), np.arange(500))
     assert {size: round(rate) for size, rate in sizer.rates.items()} == {8: 1000, 16: 1053, 32: 1031, 64: 800}
     assert sizer.size == 32 and 128 not in fake.calls  # 64 was slower: no further climb
-    measured = 8 + 2 * (8 + 16 + 32 + 64)  # the warm-up batch, then two timed batches per candidate
-    assert fake.calls[:9] == [8, 8, 8, 16, 16, 32, 32, 64, 64] and set(fake.calls[9:-1]) == {32}
+    measured = 8 + 2 * (8 + 16 + 32 + 64 + 64)  # the warm-up batch, two timed batches per candidate, 64 timed again
+    assert fake.calls[:11] == [8, 8, 8, 16, 16, 32, 32, 64, 64, 64, 64] and set(fake.calls[11:-1]) == {32}
     assert sum(fake.calls) == 500 and fake.calls[-1] == (500 - measured) % 32
 
 
@@ -217,12 +217,13 @@ def test_an_explicit_batch_that_does_not_fit_fails_as_asked(monkeypatch):
         run_all(BatchSizer.choose(64, None, None), fake, 100)
 
 
-def test_a_network_with_a_fixed_batch_is_run_at_it_without_measuring(monkeypatch, tmp_path):
+def test_a_network_with_a_fixed_batch_is_handed_many_faces_without_measuring(monkeypatch, tmp_path):
     fake = FakeCuda(monkeypatch, fits=1000)
     sizer = BatchSizer.choose("auto", {"device": "cpu"}, tmp_path, fixed=1)
-    assert np.array_equal(run_all(sizer, fake, 5), np.arange(5))
-    assert fake.calls == [1] * 5 and not sizer.rates  # no climb through the candidates
+    assert np.array_equal(run_all(sizer, fake, 40), np.arange(40))
+    assert fake.calls == [32, 8] and not sizer.rates  # no climb through the candidates
     assert not (tmp_path / batching.MEMORY_FILE).exists()  # nothing measured, nothing to remember
-    assert sizer.describe() == {"batch_size": 1, "chosen": "fixed",
-                                "note": "the network runs 1 at a time whatever it is handed: nothing to measure"}
+    assert sizer.describe() == {"batch_size": 32, "chosen": "fixed", "network_batch": 1,
+                                "note": "the network runs 1 at a time whatever it is handed: nothing to measure; "
+                                "it is handed 32 per call and runs them 1 at a time"}
     assert BatchSizer.choose(16, None, None, fixed=1).describe() == {"batch_size": 16, "chosen": "explicit"}

@@ -325,7 +325,7 @@ def test_without_a_cuda_provider_a_cuda_batch_runs_on_the_cpu_provider(spherefac
     assert network.provenance["providers"] == {"cpu": "CPUExecutionProvider", "cuda": "CPUExecutionProvider"}
 
 
-def test_auto_runs_a_graph_with_a_fixed_batch_of_one_at_one_without_a_climb(sphereface, synth_data, tmp_path):
+def test_auto_hands_a_graph_with_a_fixed_batch_of_one_many_faces_without_a_climb(sphereface, synth_data, tmp_path):
     size = registry.backbone("sphereface").input.template.size
     path = export_onnx(sphereface["model"], tmp_path / "batch1.onnx", size, batch=1)
     result = invoke("run", "-b", "onnx", "-w", path, "--option", "preset=sphereface", "--data", synth_data.lfw_root,
@@ -333,8 +333,8 @@ def test_auto_runs_a_graph_with_a_fixed_batch_of_one_at_one_without_a_climb(sphe
                     "--cache-dir", tmp_path / "cache")
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["batching"]["batch_size"] == 1 and manifest["batching"]["chosen"] == "fixed"
-    assert manifest["settings"]["batch_size"] == 1
+    assert manifest["batching"]["batch_size"] == 32 and manifest["batching"]["chosen"] == "fixed"
+    assert manifest["settings"]["batch_size"] == 32 and manifest["batching"]["network_batch"] == 1
     assert not (tmp_path / "cache" / "batch_sizes.json").exists()  # nothing measured, nothing remembered
 
 

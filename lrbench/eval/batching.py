@@ -4,12 +4,17 @@ The best batch is a property of the network, the input size, the device and its 
 constant: on a 2-core CPU a MobileFaceNet ran 2.5× faster at 32 faces than at 256 (large tensors are
 mapped and unmapped on every batch), while a GPU wants the largest batch that fits. So the first batches
 of a run climb through candidate sizes, timing each; the climb stops when throughput falls, when memory
-runs out (CUDA) or when the next candidate would take the measurement past a couple of seconds. Those
-batches are the run's real work, so their features are the run's features and measuring costs nothing
-but a few batches at sizes that are not the best. The choice is remembered in the cache folder, keyed by
-everything that changes it, so later runs start at the right size at once. A network that runs a fixed
-number of faces per call (an ONNX graph exported with batch 1) declares it as its ``fixed_batch``: it
-takes that many at a time whatever it is handed, so there is nothing to measure and auto uses its batch.
+runs out (CUDA) or when the next candidate would take the measurement past a couple of seconds. The
+first batches warm the network up untimed, each candidate is timed over several batches (its fastest
+counts), and a candidate slower than the best so far is timed once more before the climb stops, so one
+batch slowed by another process, or a network still warming, does not decide. Those batches are the run's
+real work, so their features are the run's features and measuring costs nothing but a few batches at sizes
+that are not the best. The choice is remembered in the cache folder, keyed by everything that changes it,
+so later runs start at the right size at once. A network that runs a fixed number of faces per call (an
+ONNX graph exported with batch 1) declares it as its ``fixed_batch``: it takes that many at a time
+whatever it is handed, so there is nothing to measure; auto hands it ``FIXED_GRAPH_FACES`` faces per call
+(a multiple of its batch), which it feeds to the graph piece by piece, so lrbench's own per-call work is
+shared by many faces.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from ..progress import warn
 CANDIDATES = (8, 16, 32, 64, 128, 256, 512, 1024)  # faces per batch (the mirror images double what the network sees)
 MEASURE_SECONDS = 2.0  # no candidate is tried that would take the measurement past this much network time
 REPEATS = 2  # batches timed per candidate, at least
-MIN_SECONDS = 0.1  # and at least this long (up to 4 × REPEATS batches), so tiny networks are timed fairly
+MIN_SECONDS = 0.3  # and at least this long (up to 4 × REPEATS batches), so tiny networks are timed fairly; the
+# untimed warm-up lasts as long too
 KEEP = 0.95  # a larger batch is kept while it reaches this fraction of the best throughput (measurement noise)
+FIXED_GRAPH_FACES = 32  # faces handed per call to a network with a fixed batch (rounded up to a multiple of it)
 MEMORY_FILE = "batch_sizes.json"
 FORMAT = "lrbench batch sizes 1"
 
@@ -112,6 +119,7 @@ class BatchSizer:
     rates: dict[int, float] = field(default_factory=dict)  # candidate → images (faces) per second
     complete: bool = True  # False: too few images to finish the climb, so the choice is not remembered
     stepped_down: list[int] = field(default_factory=list)  # sizes left after running out of CUDA memory
+    network_batch: int | None = None  # the faces a fixed-batch network takes per run of its graph
 
     @classmethod
     def choose(
@@ -123,7 +131,7 @@ class BatchSizer:
         if batch_size != "auto":
             return cls(batch_size, "explicit")
         if fixed:
-            return cls(fixed, "fixed")
+            return cls(fixed * -(-FIXED_GRAPH_FACES // fixed), "fixed", network_batch=fixed)
         memory = Path(cache_dir) / MEMORY_FILE if cache_dir is not None else None
         entry = _read_memory(memory).get(_key_text(key)) if memory else None
         if entry:
@@ -157,11 +165,12 @@ class BatchSizer:
     def _measure(self, rows: np.ndarray, compute) -> Iterator[tuple]:
         """Climb through the candidates on the first rows; returns how many rows that used.
 
-        The first batch only warms the network up. Each candidate then runs at least two batches (and
-        ``MIN_SECONDS``) and counts its fastest, so a moment of interference from other processes does not
-        decide the choice.
+        Batches of the first size warm the network up untimed for ``MIN_SECONDS`` (one batch at least). Each
+        candidate then runs at least two batches (and ``MIN_SECONDS``) and counts its fastest, so a moment of
+        interference from other processes does not decide the choice; a candidate that falls below ``KEEP`` of
+        the best is timed again (its fastest over both counts) and ends the climb only if it is still below.
         """
-        start, spent, warm, timed = 0, 0.0, False, []
+        start, spent, warming, timed, confirming = 0, 0.0, 0.0, [], False
         sizes = iter(CANDIDATES)
         size = next(sizes)
         while size is not None:
@@ -183,17 +192,22 @@ class BatchSizer:
             seconds = perf_counter() - started
             yield batch_rows, out
             start += size
-            if not warm:
-                warm = True
+            if warming is not None:
+                warming += seconds
+                warming = None if warming >= MIN_SECONDS else warming
                 continue
             timed.append(seconds)
             spent += seconds
             if len(timed) < REPEATS or (sum(timed) < MIN_SECONDS and len(timed) < 4 * REPEATS):
                 continue
-            self.rates[size] = size / max(min(timed), 1e-9)
+            self.rates[size] = max(self.rates.get(size, 0.0), size / max(min(timed), 1e-9))
             timed = []
             if self.rates[size] < KEEP * max(self.rates.values()):
-                break
+                if confirming:
+                    break
+                confirming = True  # a drop beyond the noise margin: time this candidate once more
+                continue
+            confirming = False
             size = next(sizes, None)
         self.size = pick(self.rates) if self.rates else size
         if self.complete and self.rates and self.memory is not None:
@@ -217,7 +231,9 @@ class BatchSizer:
         """The manifest's account of the batch size: the number and how it was chosen."""
         out: dict = {"batch_size": self.size, "chosen": self.how}
         if self.how == "fixed":
-            out["note"] = f"the network runs {self.size} at a time whatever it is handed: nothing to measure"
+            out["network_batch"] = self.network_batch
+            out["note"] = (f"the network runs {self.network_batch} at a time whatever it is handed: nothing to "
+                           f"measure; it is handed {self.size} per call and runs them {self.network_batch} at a time")
         elif self.how != "explicit":
             out["images_per_s"] = {str(size): round(rate, 1) for size, rate in self.rates.items()}
             out["memory_file"] = str(self.memory) if self.memory else None

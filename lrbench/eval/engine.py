@@ -52,6 +52,7 @@ MODES = ("both", "probe")
 # The seed project's evaluation; with ``preset="seed"`` the backbone's ``seed_input`` normalisation is used too.
 SEED_PRESET = {"degradation": "seed", "mode": "both", "fusion": "concat", "threshold_rule": "grid"}
 PRESETS = ("lrbench", "seed")
+BLOCK_VALUES = 1 << 23  # input values (32 MiB in fp32) degraded and normalised at a time, ahead of small batches
 
 
 @dataclass
@@ -139,6 +140,7 @@ class FeatureExtractor:
         self.seeded = names is not None and "seeds" in _parameters(degrade)
         self._seeds: dict[int, np.ndarray] = {}  # df → every image's seed
         self._norms: dict[int, tuple[float, int]] = {}  # df → sum of the network's output norms, images
+        self._block: tuple | None = None  # df, rows, start, end, degraded faces, mirrors: see _embed_positions
 
     def features(self, df: int, rows: np.ndarray) -> torch.Tensor:
         """Fused features at ``df`` as an (N, D) tensor whose ``rows`` are filled.
@@ -148,29 +150,31 @@ class FeatureExtractor:
         if df == 1:
             todo = rows[~self._hr_done[rows]]
             if len(todo):
-                computed = self._compute(1, todo)
-                if self._hr is None:
-                    self._hr = torch.zeros(len(self.crops), computed.shape[1])
-                self._hr[torch.as_tensor(todo)] = computed
+                self._compute(1, todo)
                 self._hr_done[todo] = True
             return self._hr
-        computed = self._compute(df, rows)
-        out = torch.zeros(len(self.crops), computed.shape[1])
-        out[torch.as_tensor(rows)] = computed
-        return out
+        return self._compute(df, rows)
 
     @torch.inference_mode()
     def _compute(self, df: int, rows: np.ndarray) -> torch.Tensor:
-        chunks = []
+        """Features of ``rows`` at ``df`` written batch by batch into their rows of the (N, D) result (made at the
+        first batch, when D is known; at DF 1 the kept ``_hr``): no per-DF list of batches to join and scatter."""
+        out = self._hr if df == 1 else None
+        covered = len(self.crops) == np.unique(rows).size  # every row is written: nothing to zero
         with progress_bar(f"features DF {df}", len(rows), self.show_progress) as steps:
-            for batch_rows, batch_features in self.batching.batches(rows, partial(self._embed_rows, df)):
-                chunks.append(batch_features)
-                steps.advance(len(batch_rows))
+            embed = partial(self._embed_positions, df, rows)
+            for positions, batch_features in self.batching.batches(np.arange(len(rows)), embed):
+                if out is None:
+                    out = (torch.empty if covered else torch.zeros)(len(self.crops), batch_features.shape[1])
+                out[torch.from_numpy(rows[positions])] = batch_features
+                steps.advance(len(positions))
+        self._block = None  # the last block's inputs are not needed any more
         faces, seconds = self._stage_time.get(df, (0, 0.0))
         self._stage_time[df] = (faces + steps.done, seconds + steps.elapsed)
-        features = torch.cat(chunks)
-        require_finite(features, f"features at DF {df}", self.precision)
-        return features
+        require_finite(out[torch.from_numpy(rows)], f"features at DF {df}", self.precision)
+        if df == 1:
+            self._hr = out
+        return out
 
     def embedding_norm(self, df: int) -> float:
         """The mean L2 norm of the network's output (the unmirrored image's, before fusion) at ``df``:
@@ -202,23 +206,44 @@ class FeatureExtractor:
             for df, (faces, seconds) in self._stage_time.items()
         }
 
-    def _embed_rows(self, df: int, rows: np.ndarray) -> torch.Tensor:
-        return self.embed(torch.from_numpy(np.ascontiguousarray(self.crops[rows])), df, rows).cpu()
+    def _embed_positions(self, df: int, rows: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+        """Fused features of ``rows[positions]`` (consecutive positions: one batch), on the CPU.
 
-    def embed(self, crops: torch.Tensor, df: int, rows: np.ndarray | None = None) -> torch.Tensor:
-        """Fused features of an (N, H, W, 3) uint8 batch of crops degraded at ``df`` (never at DF 1); ``rows``
-        (their indices into the protocol's images) give a random degradation each image's own seed."""
-        # contiguous NCHW: resizing a channels-last view is about 1.8× slower on CPUs
-        batch = crops.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().contiguous()
+        The crops are degraded, normalised and mirrored a block of about ``BLOCK_VALUES`` input values at a time,
+        ahead of the batches that use them: each tensor operation has a fixed cost (on a busy CPU mostly waking
+        the thread pool) that a batch of a few faces would otherwise pay once per batch and per operation. The
+        network then runs each batch with its mirror images as one call, as the bare network does.
+        """
+        start, stop = int(positions[0]), int(positions[-1]) + 1
+        block = self._block
+        if block is None or block[0] != df or block[1] is not rows or not block[2] <= start < stop <= block[3]:
+            width, height = self.spec.template.size
+            end = min(len(rows), start + max(stop - start, BLOCK_VALUES // (3 * width * height)))
+            block_rows = rows[start:end]
+            faces = self._network_input(torch.from_numpy(np.ascontiguousarray(self.crops[block_rows])), df, block_rows)
+            mirrors = faces.flip(3) if self.fusion != "none" else None
+            block = self._block = (df, rows, start, end, faces, mirrors)
+        faces, mirrors = block[4][start - block[2] : stop - block[2]], block[5]
+        batch = faces if mirrors is None else torch.cat([faces, mirrors[start - block[2] : stop - block[2]]])
+        return self._run_network(batch, df, stop - start).cpu()
+
+    def _network_input(self, crops: torch.Tensor, df: int, rows: np.ndarray | None) -> torch.Tensor:
+        """(N, H, W, 3) uint8 crops → the network's (N, 3, H, W) input: degraded at ``df`` (never at DF 1) and
+        normalised; ``rows`` (their indices into the protocol's images) give a random degradation each image's seed."""
+        # contiguous NCHW (one copy converting and transposing): resizing a channels-last view is ~1.8× slower on CPUs
+        batch = crops.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        batch = batch.to(torch.float32, memory_format=torch.contiguous_format)
         if df != 1:
             batch = self.degrade(batch, df, **self._seed_argument(df, rows))
-        batch = self.spec.normalise(batch)
-        if self.fusion != "none":
-            batch = torch.cat([batch, batch.flip(3)])
+        return self.spec.normalise(batch)
+
+    def _run_network(self, batch: torch.Tensor, df: int, faces: int) -> torch.Tensor:
+        """The network on ``faces`` faces (followed by their mirror images unless the fusion is none): fused
+        features, and the unmirrored images' norms counted for ``embedding_norm``."""
         with self.autocast:
             feats = self.model(batch.contiguous(memory_format=self.memory_format)).float()
         total, count = self._norms.get(df, (0.0, 0))
-        self._norms[df] = (total + float(feats[: len(crops)].norm(dim=1).sum()), count + len(crops))
+        self._norms[df] = (total + float(feats[:faces].norm(dim=1).sum()), count + faces)
         if self.fusion == "none":
             return feats
         return fuse(*feats.chunk(2), self.fusion)

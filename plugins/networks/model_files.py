@@ -32,7 +32,8 @@ class OnnxNetwork(nn.Module):
 
     onnxruntime runs it on the CPU, or with the CUDA execution provider when the batch is on a CUDA
     device and the installed onnxruntime has it. A graph with a fixed batch size gets the batch in
-    pieces of that size, the last one padded.
+    pieces of that size, the last one padded (the padding's rows are dropped); ``--batch-size auto`` hands
+    such a graph many faces per call (lrbench/eval/batching.py), so lrbench's per-call work is shared.
     """
 
     def __init__(self, path: Path, spec: InputSpec, convention_name: str):
@@ -143,19 +144,21 @@ class OnnxNetwork(nn.Module):
         session = self._session(batch.device.type)
         images = np.ascontiguousarray(batch.detach().float().cpu().numpy(), dtype=self.dtype)
         step = self.fixed_batch or max(len(images), 1)
-        outputs = []
+        out = None  # filled piece by piece: a fixed-batch graph runs many pieces per call
         for start in range(0, len(images), step):
-            piece = images[start : start + step]
+            piece = images[start : start + step]  # a view: no copy
             if len(piece) < step:  # a fixed-batch graph: pad the last piece and drop the padding's rows
                 piece = np.concatenate([piece, np.zeros((step - len(piece), *piece.shape[1:]), piece.dtype)])
             try:
-                out = session.run([self.output_name], {self.input_name: piece})[0]
+                result = session.run([self.output_name], {self.input_name: piece})[0]
             except Exception as exc:  # onnxruntime's own exception types: a graph that cannot take this batch
                 shape = "×".join(map(str, piece.shape))
                 problem = _first_line(exc)
                 raise DataError(f"{self.weights_file}: onnxruntime fails on a {shape} batch ({problem})") from None
-            outputs.append(out[: len(images) - start])
-        return torch.from_numpy(np.concatenate(outputs).astype(np.float32)).to(batch.device)
+            if out is None:
+                out = np.empty((len(images), *result.shape[1:]), np.float32)
+            out[start : start + step] = result[: len(images) - start]
+        return torch.from_numpy(out).to(batch.device)
 
 
 class ScriptedNetwork(nn.Module):
