@@ -16,11 +16,23 @@ is the best allocator setting measured), on the same images and network:
       at lrbench's batch size; target ≥ 0.85. The whole warm run (crop cache, features, metrics) is shown too;
   (c) the network's achieved GFLOP/s against a large matrix multiply on the same device.
 Data: the real LFW copy in ../shared when present, else a synthetic set; the first --folds folds of pairs.
+
+    python benchmarks/bench_speed.py --steady-state --backbone mobilefacenet --folds 2 --per-class 40 --rounds 3
+
+--steady-state measures instead lrbench's steady state against the bare forward at the batch lrbench chose
+(`--batch-size auto` by default, remembered in the run's cache after a first, untimed run): lrbench's marginal
+time of `lrbench embed` at DF 1-9 over DF 1 alone (so start-up, crop loading and DF 1 cancel: eight DFs of
+degrade, normalise, mirror, forward, fuse), against the bare forward over the same 8 × N faces and their
+mirror images, already normalised, in rounds each bracketed by the reference (reference, lrbench, reference);
+it prints every round's ratio and the median.
 """
 
 import argparse
+import json
+import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +46,7 @@ from lrbench.data.landmarks import landmarks_for
 from lrbench.data.synth import synthesize
 from lrbench.eval.allocator import tune_allocator
 from lrbench.eval.distributed import resolve_device
-from lrbench.eval.engine import EvalSettings, evaluate, fuse, prepare, score_pairs
+from lrbench.eval.engine import EvalSettings, embed, evaluate, fuse, prepare, score_pairs
 from lrbench.eval.models import build_backbone
 from lrbench.eval.precision import PRECISIONS, autocast_for
 from lrbench.options import parse_options
@@ -108,6 +120,46 @@ def bare_forward(spec, model, crops: np.ndarray, settings: EvalSettings, device,
     return time.perf_counter() - started
 
 
+def lrbench_marginal(settings: EvalSettings) -> tuple[float, dict]:
+    """Seconds ``lrbench embed`` at DF 1-9 takes beyond the same at DF 1 alone (start-up, crop loading and DF 1
+    cancel: what remains is eight DFs' feature passes), and the DF 1-9 run's manifest."""
+    _, one_s = timed(embed, replace(settings, dfs="1"))
+    arrays, sweep_s = timed(embed, replace(settings, dfs="1-9"))
+    return sweep_s - one_s, json.loads(str(arrays["manifest"]))
+
+
+def bracketed_rounds(reference, candidate, rounds: int) -> list[float]:
+    """Per round the reference's mean seconds (run before and after) over the candidate's: other load on the
+    machine slows both sides of a round alike. ``reference()`` and ``candidate()`` return seconds."""
+    ratios = []
+    for _ in range(rounds):
+        before, seconds, after = reference(), candidate(), reference()
+        ratios.append((before + after) / 2 / seconds)
+        print(f"  round {len(ratios)}: reference {before:.2f} / {after:.2f} s, lrbench {seconds:.2f} s, "
+              f"ratio {ratios[-1]:.3f}", flush=True)
+    return ratios
+
+
+def report_rounds(ratios: list[float], target: float = 0.95) -> None:
+    rounds = " / ".join(f"{ratio:.2f}" for ratio in ratios)
+    print(f"ratio to the bare reference by round {rounds}; median {statistics.median(ratios):.3f} "
+          f"(target >= {target})")
+
+
+def steady_state(settings: EvalSettings, spec, model, device, rounds: int) -> None:
+    """lrbench's marginal DF 2-9 time against the bare forward at lrbench's batch on the same 8 × N faces."""
+    lrbench_marginal(settings)  # fills the crop cache and measures (and remembers) the batch size
+    _, manifest = lrbench_marginal(settings)
+    batch = manifest["settings"]["batch_size"]
+    crops = prepare(settings).extractor.crops
+    print(f"{settings.backbone} on {device}: {len(crops)} images, DF 1 vs 1-9 (8 × {len(crops)} faces and their "
+          f"mirror images), lrbench batch {batch} ({manifest['batching']['chosen']}; images/s by batch "
+          f"{manifest['batching'].get('images_per_s')}), {torch.get_num_threads()} threads", flush=True)
+    report_rounds(bracketed_rounds(
+        lambda: sum(bare_forward(spec, model, crops, settings, device, batch) for _ in range(8)),
+        lambda: lrbench_marginal(settings)[0], rounds))
+
+
 def synchronise(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -150,6 +202,9 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS))
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--repeats", type=int, default=2, help="best of N for the two sides of (b)")
+    parser.add_argument("--steady-state", action="store_true",
+                        help="instead: lrbench's marginal DF 2-9 time against the bare forward, in rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="--steady-state's rounds")
     args = parser.parse_args()
     if args.folds < 2:
         parser.error(f"--folds {args.folds}: at least 2 (each fold's threshold is chosen on the others)")
@@ -174,6 +229,8 @@ def main() -> None:
         )
         spec = registry.backbone(args.backbone)
         model = build_backbone(spec, args.weights, parse_options(spec, args.option)).to(device)
+        if args.steady_state:
+            return steady_state(settings, spec, model, device, args.rounds)
 
         cold, cold_s = timed(evaluate, settings)
         warm, warm_s = timed(evaluate, settings)
