@@ -192,3 +192,17 @@ def test_a_manifest_with_absolute_paths_written_before_still_reads(a_run, kind):
     (a_run / "manifest.json").write_text(json.dumps(manifest))
     result = invoke("report", a_run)
     assert result.exit_code == 0, result.output
+
+
+def test_command_lines_at_any_depth_are_made_portable_word_by_word():
+    from lrbench.report.rundir import portable_manifest
+
+    fold = {"fold": 1, "command": "lrbench run --data /home/someone/lfw/images --weights /home/someone/w.pt",
+            "training": {"command": "lrbench train distill --data=/home/someone/lfw/images/train"}}
+    manifest = portable_manifest({"settings": {"data": "/home/someone/lfw/images"}, "data": {},
+                                  "command": "lrbench run --data /home/someone/lfw/images",
+                                  "cross_validation": {"folds": [fold]}})
+    assert manifest["command"] == "lrbench run --data ."
+    record = manifest["cross_validation"]["folds"][0]
+    assert record["command"] == "lrbench run --data . --weights w.pt"
+    assert record["training"]["command"] == "lrbench train distill --data=train"

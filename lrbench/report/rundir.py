@@ -167,15 +167,16 @@ def portable_path(path: str, root: Path | None) -> str:
 
 
 def portable_manifest(manifest: dict) -> dict:
-    """The manifest with every absolute path (settings, data, weights, caches, the command line) made portable
+    """The manifest with every absolute path (settings, data, weights, caches, command lines) made portable
     (``portable_path``, against ``settings.data``); the hashes that identify the data stay, and ``data.root``
     names the data root's folder. A manifest without absolute paths is returned as it is."""
     data = manifest.get("settings", {}).get("data")
     root = Path(data) if isinstance(data, str) and os.path.isabs(data) else None
 
     def portable(value):
-        if isinstance(value, dict):
-            return {key: portable(item) for key, item in value.items()}
+        if isinstance(value, dict):  # a recorded command line (the run's, a fold's, its training's) word by word
+            return {key: _portable_command(item, root) if key == "command" and isinstance(item, str) else portable(item)
+                    for key, item in value.items()}
         if isinstance(value, list):
             return [portable(item) for item in value]
         if isinstance(value, str) and os.path.isabs(value):
@@ -185,8 +186,6 @@ def portable_manifest(manifest: dict) -> dict:
     result = portable(manifest)
     if root is not None and isinstance(result.get("data"), dict):
         result["data"] = {"root": root.name, **result["data"]}
-    if isinstance(manifest.get("command"), str):
-        result["command"] = _portable_command(manifest["command"], root)
     return result
 
 
