@@ -7,6 +7,9 @@ os.environ["LRBENCH_LOAD_PLUGINS"] = ""  # before lrbench loads plugins: only bu
 # networks and images gain nothing from more, and on a shared machine OpenMP threads waiting for each other cost
 # more than the work (LBP on the synthetic set: 0.6 s on one thread, 8.9 s on two under a load of 9 on 2 cores).
 os.environ["OMP_NUM_THREADS"] = "1"
+# Console tables as lrbench prints them into a pipe, whatever terminal width the environment (or pytest-xdist's
+# workers) passes down; tests of the width rules set COLUMNS themselves.
+os.environ.pop("COLUMNS", None)
 
 from pathlib import Path  # noqa: E402
 
