@@ -173,6 +173,7 @@ def cross_validate(args: argparse.Namespace, train_args: list[str]) -> Path | No
     teacher = ["--teacher", args.teacher, *(["--teacher-weights", args.teacher_weights] if args.teacher_weights
                                             else [])]
     earlier = _earlier(args, recipe)
+    merged_now = False  # OUT/progress holds every fold done: written after each fold this call evaluates
     for fold in wanted:
         train, eval_dir, model = _fold_paths(args.out, fold)
         folder = train.parent
@@ -206,10 +207,11 @@ def cross_validate(args: argparse.Namespace, train_args: list[str]) -> Path | No
         seconds["eval"] = time.perf_counter() - started
         print(_fold_summary(fold, train, eval_dir, seconds), flush=True)
         _merge(args, recipe, earlier, every, "progress")  # a kill before the next fold keeps this one
+        merged_now = True
     done = {fold: _fold_paths(args.out, fold)[1] for fold in every if _done(args.out, fold)}
     missing = [fold for fold in every if fold not in done and fold not in earlier]
     if missing:
-        if done or earlier:
+        if (done or earlier) and not merged_now:
             _merge(args, recipe, earlier, every, "progress")
         print(f"folds done: {fold_spans(sorted({*done, *earlier})) or 'none'}; still to do: "
               f"{fold_spans(missing)} (run again with --folds {fold_spans(missing)}, or without --folds)", flush=True)
