@@ -26,6 +26,7 @@ DEFAULT_PLUGINS = (
     "lrbench_plugins.mobilefacenet",
     "lrbench_plugins.onnx_models",
     "lrbench_plugins.resize",
+    "lrbench_plugins.mix",
     "lrbench_plugins.pairs_protocols",
     "lrbench_plugins.identification_protocols",
     "lrbench_plugins.trainers",

@@ -13,6 +13,10 @@ _VARIANTS = {
         dict(down="bilinear", up="bilinear", antialias=True),
         "antialiased bilinear down, bilinear back up",
     ),
+    "area": (
+        dict(down="area", up="bicubic", antialias=False),
+        "area (box average) down, bicubic back up: a sensor's pixels integrating the light that falls on them",
+    ),
     "seed": (
         dict(down="bilinear", up="bilinear", antialias=False, quantize=True),
         "the seed project's cv2.resize default: bilinear without antialiasing, uint8 after each step",

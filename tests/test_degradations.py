@@ -52,7 +52,7 @@ def test_invalid_dfs_are_usage_errors(text, message):
         parse_dfs(text, (96, 112))
 
 
-@pytest.mark.parametrize("name", ["bicubic", "bilinear", "seed"])
+@pytest.mark.parametrize("name", ["bicubic", "bilinear", "area", "seed", "mix"])
 @pytest.mark.parametrize("df", [1, 2, 4, 8, 13])
 def test_degradations_keep_shape_and_range(name, df):
     batch = torch.rand(3, 3, 112, 96) * 255
@@ -63,13 +63,59 @@ def test_degradations_keep_shape_and_range(name, df):
         assert torch.equal(out, batch)
 
 
-@pytest.mark.parametrize("name", ["bicubic", "bilinear", "seed"])
+@pytest.mark.parametrize("name", ["bicubic", "bilinear", "area", "seed", "mix"])
 def test_degraded_image_is_constant_within_the_probe_grid_information(name):
     # a pattern at the probe's own resolution survives; detail finer than the probe is lost
     fine = torch.zeros(1, 3, 112, 96)
     fine[..., ::2, :] = 255  # alternating rows: far above the Nyquist limit of a 12×14 probe
     out = registry.degradation(name).apply(fine, 8)
     assert out.std() < 0.1 * fine.std()
+
+
+def test_area_averages_each_block_of_the_crop_at_an_integer_df():
+    batch = torch.rand(2, 3, 112, 96) * 255
+    small = torch.nn.functional.avg_pool2d(batch, 8)  # 12×14 blocks of 8×8 pixels: the probe's exact pixels
+    expected = torch.nn.functional.interpolate(small, size=(112, 96), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(registry.degradation("area").apply(batch, 8), expected.clamp(0, 255))
+
+
+# -- mix: one kernel per image, drawn from several -------------------------------------------------------------
+
+def _mixed(batch, df, kernels, seeds=None):
+    return registry.degradation("mix").apply(batch, df, kernels=kernels, seeds=seeds)
+
+
+def test_mix_degrades_each_image_by_one_of_its_kernels_and_uses_them_all():
+    batch = torch.rand(64, 3, 56, 48) * 255
+    kernels = ["bicubic", "area", "seed"]
+    out = _mixed(batch, 4, ",".join(kernels))
+    each = [registry.degradation(name).apply(batch, 4) for name in kernels]
+    chosen = [[k for k, image in enumerate(each) if torch.allclose(out[i], image[i])] for i in range(len(batch))]
+    assert all(len(match) == 1 for match in chosen), "every image is exactly one kernel's output"
+    assert {match[0] for match in chosen} == {0, 1, 2}
+
+
+def test_mix_with_seeds_gives_each_image_its_kernel_and_noise_whatever_its_batch():
+    batch = torch.rand(12, 3, 56, 48) * 255
+    seeds = torch.arange(100, 112)
+    whole = _mixed(batch, 4, "bicubic,area", seeds)
+    torch.testing.assert_close(_mixed(batch[5:9], 4, "bicubic,area", seeds[5:9]), whole[5:9])
+    area = registry.degradation("area").apply(batch, 4)
+    assert all(torch.equal(whole[i], area[i]) == bool(seeds[i] % 2) for i in range(12))
+
+
+def test_mix_passes_a_random_kernel_the_images_seeds(noisy):
+    batch = torch.rand(6, 3, 56, 48) * 255
+    seeds = torch.arange(6) * 2  # even seeds: the first kernel, noisy, for every image
+    first = _mixed(batch, 4, "noisy,bicubic", seeds)
+    torch.testing.assert_close(_mixed(batch[3:], 4, "noisy,bicubic", seeds[3:]), first[3:])
+    assert not torch.equal(first, registry.degradation("bicubic").apply(batch, 4))
+
+
+@pytest.mark.parametrize("kernels", ["bicubic,nope", "", "mix,bicubic"])
+def test_mix_refuses_kernels_it_cannot_use_naming_the_option(kernels):
+    with pytest.raises(UsageError, match="--degradation-option kernels="):
+        _mixed(torch.rand(2, 3, 56, 48) * 255, 4, kernels)
 
 
 def test_seed_matches_opencv_resize_down_and_back_at_every_df():

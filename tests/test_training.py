@@ -346,6 +346,45 @@ def test_cached_teacher_features_equal_the_teachers_own_on_the_crop_and_its_mirr
     )
 
 
+@pytest.mark.parametrize("flip", ["--flip", "--no-flip"])
+def test_fused_targets_are_the_mean_of_the_teachers_features_on_the_crop_and_its_mirror(data, teacher, tmp_path, flip):
+    own = _distill_task(data, teacher, tmp_path).targets
+    fused = _distill_task(data, teacher, tmp_path, "--fused-targets", flip)
+    live = _distill_task(data, teacher, tmp_path, "--fused-targets", flip, "--no-teacher-cache")
+    torch.testing.assert_close(fused.targets[0], own.mean(dim=0))
+    batch = fused.dataset.__getitems__([(3, False, 8), (3, True, 8), (17, True, 8)])
+    cpu = torch.device("cpu")
+    targets = fused.inputs(batch, cpu)["targets"]
+    torch.testing.assert_close(targets[0], targets[1])
+    torch.testing.assert_close(targets, live.inputs(batch, cpu)["targets"], rtol=1e-4, atol=1e-5)
+
+
+def test_distance_relations_ignore_where_and_how_large_the_features_are():
+    from lrbench_plugins.networks.trainers import distance_relations
+
+    features = torch.randn(6, 5)
+    relations = distance_relations(features)
+    assert relations.shape == (30,) and relations.mean().item() == pytest.approx(1)
+    torch.testing.assert_close(distance_relations(3 * features + 7), relations)
+    assert not torch.allclose(distance_relations(features * torch.tensor([4.0, 1, 1, 1, 1])), relations)
+
+
+def test_the_relational_loss_adds_to_the_feature_loss_and_trains(data, teacher, tmp_path):
+    plain, related = (_distill_task(data, teacher, tmp_path / str(w), "--relation-weight", w) for w in (0, 10))
+    batch = plain.dataset.__getitems__([(k, k % 2 == 0, 8) for k in range(8)])
+    cpu = torch.device("cpu")
+    losses = [task.module.train()(**task.inputs(batch, cpu)) for task in (plain, related)]
+    assert losses[1] > losses[0] > 0
+    losses[1].backward()
+    assert all(p.grad is not None for p in related.module.backbone.parameters())
+    out = tmp_path / "run"
+    result = invoke(*distill_args(data, teacher, out, "--steps", 12, "--log-every", 3, "--df", "4-8",
+                                  "--relation-weight", 1, "--fused-targets"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["loss_last"] < summary["loss_first"]
+
+
 def test_distill_learns_from_a_folder_without_identities(data, teacher, tmp_path):
     flat = tmp_path / "faces"
     flat.mkdir()

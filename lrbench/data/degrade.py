@@ -39,6 +39,8 @@ def resize_down_up(
 ) -> torch.Tensor:
     """Resize an NCHW 0…255 batch to the probe size and back; DF 1 returns the batch unchanged.
 
+    ``down`` is any of torch's interpolation modes, ``area`` included (``antialias`` then has no meaning).
+
     ``quantize`` rounds to uint8 levels after each resize, as an OpenCV pipeline on uint8 images does.
     """
     if df == 1:
@@ -47,7 +49,10 @@ def resize_down_up(
 
     height, width = batch.shape[-2:]
     small_w, small_h = probe_size((width, height), df)
-    small = F.interpolate(batch, size=(small_h, small_w), mode=down, antialias=antialias, align_corners=False)
+    if down == "area":  # each small pixel the mean of the crop pixels it covers: already a box filter
+        small = F.interpolate(batch, size=(small_h, small_w), mode="area")
+    else:
+        small = F.interpolate(batch, size=(small_h, small_w), mode=down, antialias=antialias, align_corners=False)
     if quantize:
         small = small.round().clamp(0, 255)
     large = F.interpolate(small, size=(height, width), mode=up, align_corners=False)

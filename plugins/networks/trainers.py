@@ -102,8 +102,22 @@ class ClassifyTask:
         return {"images": len(self.dataset), "identities": self.data["identities"], "data": self.data}
 
 
+def distance_relations(features: torch.Tensor) -> torch.Tensor:
+    """The batch's pairwise Euclidean distances (off the diagonal, row-major) over their mean: what relational
+    distillation (Park et al., RKD, CVPR 2019) asks the student to share with the teacher, whatever the scale."""
+    squared = features.pow(2).sum(dim=1)
+    distances = (squared[:, None] + squared[None, :] - 2 * features @ features.T).clamp_min(1e-12).sqrt()
+    off_diagonal = ~torch.eye(len(features), dtype=torch.bool, device=features.device)
+    distances = distances[off_diagonal]
+    return distances / distances.mean().clamp_min(1e-12)
+
+
 class Distiller(nn.Module):
     """A student, its feature loss and optionally a classification head; ``forward`` returns the loss.
+
+    With ``relation_weight`` > 0 the loss adds that times the smooth-L1 distance between the student's and the
+    teacher's normalised pairwise distances within the batch: the student then also keeps how far apart the
+    teacher places faces, which matters for verification more than each feature's exact position.
 
     ``projection`` (a linear map, learned with the student) carries the student's features into the teacher's
     space when their lengths differ, where they mimic the teacher's features less ``teacher_mean`` (its mean
@@ -119,9 +133,11 @@ class Distiller(nn.Module):
         head: MarginHead | None,
         cls_weight: float,
         projection: nn.Linear | None = None,
+        relation_weight: float = 0.0,
     ):
         super().__init__()
         self.backbone, self.head, self.feature_loss, self.cls_weight = backbone, head, feature_loss, cls_weight
+        self.relation_weight = relation_weight
         self.projection = projection
         if projection is not None:
             self.register_buffer("teacher_mean", torch.zeros(projection.out_features))
@@ -137,6 +153,9 @@ class Distiller(nn.Module):
                 loss = F.mse_loss(mimic, targets)
             else:
                 loss = (1 - F.cosine_similarity(mimic, targets)).mean()
+            if self.relation_weight:
+                relations = F.smooth_l1_loss(distance_relations(mimic), distance_relations(targets))
+                loss = loss + self.relation_weight * relations
             if self.head is not None:
                 loss = loss + self.cls_weight * F.cross_entropy(self.head(embeddings, labels, step), labels)
         return loss
@@ -147,7 +166,9 @@ class DistillTask:
 
     The teacher is frozen (eval mode, no gradients, outside the optimised module). Its inputs never change
     (the crop and, with --flip, its mirror image), so by default its features are computed once, before
-    training, instead of in every step.
+    training, instead of in every step. With ``--fused-targets`` the target of a crop and of its mirror image is
+    the mean of the teacher's features on both: one pose-symmetric description of the face, which flip-fused
+    evaluation also uses.
     """
 
     def __init__(self, config: dict, ranks: Ranks):
@@ -202,7 +223,10 @@ class DistillTask:
             if not folder.has_labels:
                 raise DataError(f"{folder.root}: --cls-weight needs identity folders (one sub-folder per person)")
             head = _head(config["cls_loss"], dims[1], len(folder.identities), config["scale"], config["margin"])
-        self.module = Distiller(student, config["loss"], head, config["cls_weight"], projection)
+        self.module = Distiller(
+            student, config["loss"], head, config["cls_weight"], projection, config.get("relation_weight", 0.0)
+        )
+        self.fused = config.get("fused_targets", False)  # absent from the configuration of runs made before it
         self.teacher.to(ranks.device, memory_format=torch.channels_last)
         self.targets, self.cache_s = None, None
         if config["teacher_cache"]:
@@ -212,11 +236,13 @@ class DistillTask:
                 self.teacher,
                 teacher_crops,
                 self.teacher_spec.input,
-                config["flip"],
+                config["flip"] or self.fused,
                 ranks,
                 config["batch_size"],
                 resolve_precision(config["precision"], ranks.device),
             )
+            if self.fused:  # one target per image, the same for its mirror image (still indexed by flip)
+                self.targets = self.targets.mean(dim=0, keepdim=True).expand(2, -1, -1)
             self.cache_s = time.perf_counter() - started
             if projection is not None:
                 self.module.teacher_mean.copy_(self.targets.mean(dim=(0, 1)))
@@ -234,6 +260,8 @@ class DistillTask:
             with torch.no_grad():
                 hr = network_input(batch.get("teacher", batch["student"]), self.teacher_spec.input, device)
                 targets = self.teacher(hr).float()
+                if self.fused:
+                    targets = (targets + self.teacher(hr.flip(3)).float()) / 2
         inputs = {"images": images, "targets": targets}
         if self.module.head is not None:
             inputs["labels"] = batch["label"].to(device, non_blocking=True)
@@ -373,6 +401,20 @@ def classify(ctx, **params):
     help="The added classification loss's head.",
 )
 @_head_options
+@click.option(
+    "--relation-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Add this times a relational loss: the student keeps the teacher's pairwise distances within each batch "
+    "(normalised by their mean; RKD).",
+)
+@click.option(
+    "--fused-targets/--no-fused-targets",
+    default=False,
+    show_default=True,
+    help="Target the mean of the teacher's features on the face and on its mirror image (flip fusion).",
+)
 @click.option(
     "--teacher-cache/--no-teacher-cache",
     default=True,
