@@ -68,8 +68,10 @@ def distil(data: Path, teacher: Path, out: Path, recipe: list, epochs: int) -> P
 
 
 def accuracy(data: Path, model: Path, dfs: str) -> dict[int, float]:
+    """Mean accuracy per DF of the model; its run directory is written beside the model (never into the cwd)."""
     shown = lrbench("run", "--backbone", "sphereface", *options("--option"), "--weights", model,
-                    "--data", data / "lfw", "--df", dfs, "--no-cache", "--json")
+                    "--data", data / "lfw", "--df", dfs, "--no-cache", "--json",
+                    "--out", model.parent / "evaluation", "--overwrite")
     return {row["df"]: row["accuracy_mean"] for row in json.loads(shown)["results"]}
 
 

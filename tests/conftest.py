@@ -19,6 +19,8 @@ import torch  # noqa: E402
 from lrbench.plugins import load_plugins  # noqa: E402
 
 SHARED_LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
+DEFAULT_RUNS = Path.cwd() / "runs"  # where `lrbench run` without --out writes: no test may leave a run there
+_RUNS_BEFORE = pytest.StashKey[set]()
 
 
 torch.set_num_threads(1)  # in case something imported torch before this file set OMP_NUM_THREADS
@@ -63,6 +65,27 @@ def small_demo(tmp_path_factory):
         monkeypatch.setattr(lrbench_plugins.demo, "TRAINING_SET", SMALL_DEMO_TRAINING_SET)
         accuracy, runs = benchmark_script("bench_demo").demo_accuracies(out, "--df", "1,8")
     return out, accuracy, runs
+
+
+def _default_runs() -> set[str]:
+    return set(os.listdir(DEFAULT_RUNS)) if DEFAULT_RUNS.is_dir() else set()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_RUNS_BEFORE] = _default_runs()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    left = sorted(_default_runs() - session.config.stash.get(_RUNS_BEFORE, set()))
+    if left:
+        session.config.get_terminal_writer().line(f"tests left run directories in {DEFAULT_RUNS}: {left}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_collection_modifyitems(items):
+    """The tests sharing the demo run first, side by side: pytest-xdist hands each worker a contiguous share of the
+    list, so one worker builds ``small_demo`` (half a minute) for both instead of each building its own."""
+    items.sort(key=lambda item: "small_demo" not in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture

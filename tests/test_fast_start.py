@@ -33,13 +33,13 @@ finally:
 """
 
 
-def imported_by(*args: str, watched: tuple[str, ...], cwd: Path = ROOT) -> list[str]:
-    """The watched modules that ``lrbench ARGS`` imported; the command itself must succeed."""
+def imported_by(*args: str, watched: tuple[str, ...], cwd: Path = ROOT, exit_code: int = 0) -> list[str]:
+    """The watched modules that ``lrbench ARGS`` imported; the command must end with ``exit_code``."""
     done = subprocess.run(
         [sys.executable, "-c", RUN_AND_REPORT, ",".join(watched), *args],
         cwd=cwd, capture_output=True, text=True, timeout=300,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == exit_code, done.stderr
     line = [text for text in done.stderr.splitlines() if text.startswith("imported:")][-1]
     return [name for name in line.removeprefix("imported:").split(",") if name]
 
@@ -53,6 +53,13 @@ def test_importing_the_package_and_the_cli_loads_no_network_code():
 
 def test_help_loads_neither_networks_nor_figures():
     assert imported_by("--help", watched=NETWORKS + FIGURES_AND_TABLES) == []
+
+
+@pytest.mark.parametrize(
+    "args", [("run", "-b", "nope"), ("embed", "-b", "lbp", "-d", "nope", "--out", "x.npz")], ids=["run", "embed"]
+)
+def test_a_mistyped_backbone_or_degradation_is_refused_before_torch_loads(args, tmp_path):
+    assert imported_by(*args, "--data", str(tmp_path), watched=NETWORKS, cwd=tmp_path, exit_code=2) == []
 
 
 def test_the_public_api_loads_torch_only_for_the_names_that_need_it():

@@ -126,6 +126,13 @@ _backbone_on_data = stack_options(
 )
 
 
+def _refuse_unregistered(options: dict) -> None:
+    """A backbone or degradation no plugin registers is refused from the plugins' specs alone, before torch loads:
+    a mistyped name costs a fraction of a second, not the seconds of importing the engine."""
+    registry.backbone(options["backbone"])
+    registry.degradation(options["degradation"])
+
+
 def _settings(options: dict, show_progress: ProgressMode):
     """EvalSettings from the shared options (consumed from ``options``)."""
     from ..eval.engine import EvalSettings
@@ -166,6 +173,7 @@ def run(ctx, **options):
     """
     from dataclasses import replace
 
+    _refuse_unregistered(options)
     from ..data.protocols import protocol_kind
     from ..eval.distributed import start, stop
     from ..eval.engine import SEED_PRESET, evaluate
@@ -224,6 +232,7 @@ def embed(**options):
     Arrays: images (paths relative to the image folder), dfs, features_df<DF> (N × D float32) and
     manifest (JSON text: backbone, input spec, weights, degradation, fusion).
     """
+    _refuse_unregistered(options)
     import numpy as np
 
     from ..eval.engine import embed as embed_features
