@@ -10,6 +10,9 @@ os.environ["OMP_NUM_THREADS"] = "1"
 # Console tables as lrbench prints them into a pipe, whatever terminal width the environment (or pytest-xdist's
 # workers) passes down; tests of the width rules set COLUMNS themselves.
 os.environ.pop("COLUMNS", None)
+# Reports draw their figures as PNG only here: the PDF and SVG copies cost about two thirds of the drawing time in a
+# suite of hundreds of tiny runs; the tests of those copies ask for them with the ``vector_figures`` fixture.
+os.environ["LRBENCH_FIGURE_FORMATS"] = "png"
 
 from pathlib import Path  # noqa: E402
 
@@ -86,6 +89,12 @@ def pytest_collection_modifyitems(items):
     """The tests sharing the demo run first, side by side: pytest-xdist hands each worker a contiguous share of the
     list, so one worker builds ``small_demo`` (half a minute) for both instead of each building its own."""
     items.sort(key=lambda item: "small_demo" not in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture
+def vector_figures(monkeypatch):
+    """Reports with their PDF and SVG copies, as users get them (the suite draws PNG only)."""
+    monkeypatch.delenv("LRBENCH_FIGURE_FORMATS")
 
 
 @pytest.fixture

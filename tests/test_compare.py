@@ -167,7 +167,7 @@ def test_runs_written_before_the_intervals_still_read(two_backbones, tmp_path):
     assert invoke("report", old).exit_code == 0
 
 
-def test_compare_two_backbones_end_to_end(two_backbones, tmp_path):
+def test_compare_two_backbones_end_to_end(two_backbones, tmp_path, vector_figures):
     lbp, sphereface = two_backbones
     out = tmp_path / "cmp"
     result = invoke("compare", lbp, sphereface, "--out", out, "--resamples", 300, "--seed", 5)

@@ -199,7 +199,7 @@ def test_report_out_refuses_a_folder_with_files_lrbench_did_not_write(a_run, mad
     assert [p.name for p in target.iterdir()] == ["notes.txt"]
 
 
-def test_report_out_rewrites_an_earlier_overlay(a_run, made_run, tmp_path):
+def test_report_out_rewrites_an_earlier_overlay(a_run, made_run, tmp_path, vector_figures):
     target = tmp_path / "compare"
     assert invoke("report", made_run, a_run, "--out", target).exit_code == 0
     result = invoke("report", made_run, a_run, "--out", target)
@@ -220,7 +220,7 @@ def test_rerendering_removes_what_a_killed_render_left_in_the_run(a_run):
     assert not leftover.exists()
 
 
-def test_render_writes_exactly_the_report_files(a_run, tmp_path):
+def test_render_writes_exactly_the_report_files(a_run, tmp_path, vector_figures):
     """results.REPORT_FILES is what --overwrite and report --out accept as lrbench's own files."""
     render([load_run(a_run)], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted(REPORT_FILES)

@@ -12,7 +12,7 @@ from matplotlib.collections import PolyCollection
 
 from lrbench.cli import cli
 from lrbench.report.metrics import evaluate_verification
-from lrbench.report.render import accuracy_figure, render, roc_figure, run_labels
+from lrbench.report.render import accuracy_figure, render, render_into, roc_figure, run_labels
 from lrbench.report.results import OVERLAY_CSV, REPORT_FILES, RESULT_COLUMNS, RESULTS, RunData, load_run, write_run
 
 LONG_LABEL = "SphereFace-20 student distilled at DF 8 from the CASIA teacher, epoch 30 of run seven"
@@ -163,11 +163,25 @@ def test_overlay_titles_name_what_the_runs_share():
     assert ax.get_title() == "Accuracy vs resolution · lfw (lfw-view2) · degraded: both"
 
 
-def test_figures_are_saved_as_png_pdf_and_svg(tmp_path):
+def test_figures_are_saved_as_png_pdf_and_svg(tmp_path, vector_figures):
     render([fake_run(dfs=[1, 2])], tmp_path)
     assert {"roc.pdf", "roc.svg", "accuracy_vs_resolution.pdf", "accuracy_vs_resolution.svg"} <= set(REPORT_FILES)
     assert (tmp_path / "roc.pdf").read_bytes().startswith(b"%PDF")
     assert "<svg" in (tmp_path / "accuracy_vs_resolution.svg").read_text()
+
+
+def test_lrbench_figure_formats_chooses_the_copies_and_a_render_removes_the_ones_not_chosen(
+    tmp_path, vector_figures, monkeypatch
+):
+    render_into([fake_run(dfs=[1, 2])], tmp_path)
+    assert (tmp_path / "roc.pdf").is_file() and (tmp_path / "roc.svg").is_file()
+    monkeypatch.setenv("LRBENCH_FIGURE_FORMATS", "png,svg")
+    render_into([fake_run(dfs=[1, 2])], tmp_path)
+    figures = sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".html")
+    assert figures == ["accuracy_vs_resolution.png", "accuracy_vs_resolution.svg", "roc.png", "roc.svg"]
+    monkeypatch.setenv("LRBENCH_FIGURE_FORMATS", "png,jpg")
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "$LRBENCH_FIGURE_FORMATS=png,jpg: jpg is not one of png, pdf, svg" in result.output
 
 
 # -- uncertainty and the record of the run ----------------------------------------------------------------

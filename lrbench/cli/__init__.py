@@ -16,6 +16,7 @@ from ..errors import LrbenchError, UsageError
 from ..options import stack_options
 from ..plugins import list_plugins, load_plugins, load_plugins_dir
 from ..progress import LINE_INTERVAL_S, ProgressMode, progress_mode, stderr_console
+from ..report.formats import figure_formats
 from ..version import __version__
 from .bin import bin_group
 from .common import command_line
@@ -57,6 +58,7 @@ def _load_plugins_dir(ctx, param, value):
               "commands too).")
 def cli():
     """lrbench: how much face verification accuracy is lost at low resolution, and won back."""
+    figure_formats()  # a wrong $LRBENCH_FIGURE_FORMATS is refused before any work, not when the report is drawn
 
 
 def _dfs_option(default: str):

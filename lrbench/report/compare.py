@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # lrbench.report.results brings pandas, imported when the com
 from ..errors import DataError, UsageError, brief_list
 from ..fileio import check_writable, write_atomic
 from ..progress import warn
+from .formats import FIGURE_FORMATS
 from .stats import (
     CONFIDENCE,
     MIN_IMPOSTORS_AT_FAR,
@@ -42,7 +43,6 @@ from .stats import (
 COMPARE_JSON = "compare.json"
 DELTA_FIGURE = "delta_accuracy.png"
 COMPARE_HTML = "compare.html"
-FIGURE_FORMATS = ("pdf", "svg")  # written beside the PNG, for papers
 COMPARE_FILES = (COMPARE_JSON, DELTA_FIGURE, *(f"delta_accuracy.{suffix}" for suffix in FIGURE_FORMATS), COMPARE_HTML)
 FARS = (1e-3, 1e-2)
 METRICS = ("accuracy", "auc", *(f"tar_at_far_{far:g}" for far in FARS))
@@ -287,7 +287,7 @@ def plot_delta_accuracy(payload: dict, path: Path) -> None:
     ax.set_title(f"Accuracy difference with {100 * payload['confidence']:g}% identity-bootstrap intervals")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(fig, path, also=FIGURE_FORMATS)
+    save_figure(fig, path)
 
 
 def html_report(payload: dict, folder: Path) -> str:

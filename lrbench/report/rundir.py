@@ -25,11 +25,11 @@ import pandas as pd
 from ..errors import DataError, UsageError, brief_list
 from ..fileio import OutputLock, built_in_place, check_writable, dead_siblings, is_debris, write_atomic
 from ..progress import warn
+from .formats import FIGURE_FORMATS
 
 MANIFEST = "manifest.json"
 REPORT_HTML = "report.html"
 OVERLAY_CSV = "overlay.csv"  # an overlay's results of every run, side by side (report --out only)
-FIGURE_FORMATS = ("pdf", "svg")  # written beside each PNG of a verification run, for papers
 
 
 @dataclass(frozen=True, kw_only=True)
