@@ -20,7 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cli_helpers import invoke
-from lrbench_plugins.networks.trainers import DistillTask, distill
+from lrbench_plugins.networks.trainers import DistillTask
+from lrbench_plugins.trainers import distill
 
 import lrbench
 import lrbench.training

@@ -6,52 +6,59 @@ building its ``Task``: the module to optimise, the dataset (``training_data`` â†
 batch becomes the module's inputs (``network_input``). The loop does the rest: devices, torchrun, mixed
 precision, schedule, validation, verified checkpoints, a lock on the run folder and exact resume.
 docs/plugins.md lists every name; the built-in trainers (``lrbench_plugins.trainers``) use nothing else.
+
+Each name loads from its module on first use (PEP 562): declaring a trainer's command (the option decorators)
+needs no torch, so listing the trainers or asking for their help starts fast.
 """
 
-from ..eval.distributed import Ranks
-from ..eval.precision import autocast_for
-from .checkpoint import BEST, LAST, MODEL
-from .data import CropBatches, FaceFolder, scan_folder
-from .heads import HEADS, MarginHead
-from .loop import INTERRUPTED_EXIT_CODE, LoopSettings, Task, resolve_precision, train
-from .networks import degradation, embedding_size, features_of_all, frozen_network, network_input, trainable_network
-from .options import (
-    data_options,
-    degradation_options,
-    dfs_option,
-    loop_options,
-    loop_settings,
-    resolve_config,
-    training_data,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BEST",
-    "HEADS",
-    "INTERRUPTED_EXIT_CODE",
-    "LAST",
-    "MODEL",
-    "CropBatches",
-    "FaceFolder",
-    "LoopSettings",
-    "MarginHead",
-    "Ranks",
-    "Task",
-    "autocast_for",
-    "data_options",
-    "dfs_option",
-    "degradation",
-    "degradation_options",
-    "embedding_size",
-    "features_of_all",
-    "frozen_network",
-    "loop_options",
-    "loop_settings",
-    "network_input",
-    "resolve_config",
-    "resolve_precision",
-    "scan_folder",
-    "train",
-    "trainable_network",
-    "training_data",
-]
+import importlib
+
+# Public name â†’ the module under lrbench.training (or lrbench) that defines it.
+_EXPORTS = {
+    "BEST": ".checkpoint",
+    "HEADS": ".heads",
+    "INTERRUPTED_EXIT_CODE": ".loop",
+    "LAST": ".checkpoint",
+    "MARGIN_HEADS": ".settings",
+    "MODEL": ".checkpoint",
+    "CropBatches": ".data",
+    "FaceFolder": ".data",
+    "LoopSettings": ".settings",
+    "MarginHead": ".heads",
+    "Ranks": "lrbench.eval.distributed",
+    "Task": ".loop",
+    "autocast_for": "lrbench.eval.precision",
+    "data_options": ".options",
+    "dfs_option": ".config",
+    "degradation": ".networks",
+    "degradation_options": ".options",
+    "embedding_size": ".networks",
+    "features_of_all": ".networks",
+    "frozen_network": ".networks",
+    "loop_options": ".options",
+    "loop_settings": ".config",
+    "network_input": ".networks",
+    "resolve_config": ".config",
+    "resolve_precision": ".loop",
+    "scan_folder": ".data",
+    "train": ".loop",
+    "trainable_network": ".networks",
+    "training_data": ".config",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Load a public name from its module the first time it is asked for, then keep it here."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lrbench.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .settings import MARGIN_HEADS
+
 
 class MarginHead(nn.Module):
     """One weight vector per class; ``forward(embeddings, labels, step)`` → logits."""
@@ -115,4 +117,4 @@ class ASoftmax(MarginHead):
         return norm * torch.where(target, (lam * cos + psi) / (1 + lam), cos)
 
 
-HEADS: dict[str, type[MarginHead]] = {"softmax": Softmax, "asoftmax": ASoftmax, "cosface": CosFace, "arcface": ArcFace}
+HEADS: dict[str, type[MarginHead]] = dict(zip(MARGIN_HEADS, (Softmax, ASoftmax, CosFace, ArcFace)))

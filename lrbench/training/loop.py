@@ -16,7 +16,6 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -25,7 +24,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import registry
-from ..data.crops import default_cache_dir
 from ..data.degrade import parse_dfs
 from ..errors import UsageError, brief_list
 from ..eval import distributed
@@ -36,9 +34,8 @@ from ..progress import stderr_console
 from . import checkpoint as ckpt
 from .checkpoint import LOG, SUMMARY
 from .data import ALIGN_THREADS, CropBatches, EpochBatches, whole_batch
+from .settings import OPTIMIZERS, SCHEDULES, LoopSettings
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "step")
 INTERRUPTED_EXIT_CODE = 130  # as a shell reports a process ended by Ctrl-C
 
 
@@ -57,49 +54,6 @@ class Task(Protocol):
 
     def summary(self) -> dict:
         """Facts for summary.json (e.g. what caching saved)."""
-
-
-@dataclass
-class Validation:
-    """Evaluate the backbone on a protocol at some DFs, as ``lrbench run`` would, with the trainer's
-    degradation and crop cache."""
-
-    protocol: str
-    data: Path
-    dfs: str = "1"
-    every: int | None = None  # None: at each checkpoint
-    pairs: Path | None = None
-    landmarks: Path | None = None
-    aligned: bool = False
-    degradation: str = "bicubic"
-    degradation_options: tuple[str, ...] = ()  # as name=value
-    cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no crop cache
-
-
-@dataclass
-class LoopSettings:
-    """How to train, whatever the task (a trainer's command-line options, resolved)."""
-
-    out: Path
-    device: str = "auto"
-    steps: int | None = None  # None: ``epochs`` passes over the data
-    epochs: int = 10
-    batch_size: int = 256  # global: split across torchrun's processes
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    milestones: tuple[float, ...] = (0.6, 0.85)  # step schedule: ×0.1 at these fractions of the run
-    clip_grad: float | None = None
-    precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
-    seed: int = 0
-    workers: int = 0  # DataLoader processes
-    checkpoint_every: int = 500
-    log_every: int = 50
-    val: Validation | None = None
-    show_progress: bool = True
 
 
 def schedule_factor(kind: str, total: int, warmup: int, milestones: tuple[float, ...]) -> Callable[[int], float]:

@@ -1,4 +1,5 @@
-"""The built-in trainers' commands, the modules they optimise and their tasks (registered by plugins/trainers.py).
+"""What the built-in trainers run (their commands are declared in plugins/trainers.py): the modules they optimise
+and their tasks.
 
 ``classify`` trains a backbone and a margin head on identity folders; ``distill`` teaches a student that sees
 the degraded face a frozen teacher's features on the high-resolution face, as the seed project did.
@@ -22,14 +23,11 @@ from lrbench.training import (
     CropBatches,
     MarginHead,
     Ranks,
-    data_options,
     degradation,
-    degradation_options,
     dfs_option,
     embedding_size,
     features_of_all,
     frozen_network,
-    loop_options,
     loop_settings,
     network_input,
     resolve_config,
@@ -39,7 +37,6 @@ from lrbench.training import (
     training_data,
 )
 
-FEATURE_LOSSES = ("mse", "cosine")
 PROJECTION = "projection.pt"  # a distillation run's student → teacher feature projection, beside model.pt
 
 
@@ -277,7 +274,7 @@ class DistillTask:
                 "teacher": self.teacher_name, "projection": self.projection, "teacher_cache": cached}
 
 
-def _train(ctx: click.Context, trainer: str, params: dict, task) -> tuple[dict, dict]:
+def train_task(ctx: click.Context, trainer: str, params: dict, task) -> tuple[dict, dict]:
     """Train; (configuration, summary) on every process, the summary printed by the first."""
     config, state = resolve_config(ctx, trainer, params)
     summary = train(trainer, config, loop_settings(config), task, state)
@@ -311,121 +308,13 @@ def save_projection(out: Path) -> Path:
     return out / PROJECTION
 
 
-def _head_options(function):
-    function = click.option(
-        "--margin", type=float, help="Margin: CosFace m (0.35), ArcFace m (0.5 rad), A-Softmax m (4)."
-    )(function)
-    return click.option("--scale", type=float, help="Logit scale s of CosFace/ArcFace (default 30 / 64).")(function)
+def run_classify(ctx: click.Context, params: dict) -> None:
+    """``lrbench train classify``, once its options are collected."""
+    train_task(ctx, "classify", params, ClassifyTask)
 
 
-@click.command()
-@loop_options(lr=3e-4)  # 1e-3 made SphereFace-20's activations grow to 1e6 at batch 256 (H200, bf16)
-@data_options
-@click.option("--backbone", "-b", default="sphereface", show_default=True, help="Registered backbone to train.")
-@click.option("--weights", "-w", help="Start from this checkpoint (default: freshly initialised).")
-@click.option("--option", multiple=True, metavar="NAME=VALUE", help="A backbone option, e.g. depth=20; repeatable.")
-@click.option(
-    "--loss",
-    type=click.Choice(list(HEADS)),
-    default="cosface",
-    show_default=True,
-    help="Classification head: softmax, A-Softmax (annealed λ), CosFace/AM-Softmax, ArcFace.",
-)
-@_head_options
-@click.option(
-    "--resolution-augment",
-    default="1",
-    show_default=True,
-    metavar="DFS",
-    help="Train each sample at a random DF from these, e.g. 1-8 (1: high resolution only).",
-)
-@degradation_options
-@click.pass_context
-def classify(ctx, **params):
-    """Train a backbone with a margin head on identity folders (CASIA-WebFace layout)."""
-    _train(ctx, "classify", params, ClassifyTask)
-
-
-@click.command()
-@loop_options(lr=3e-4)
-@data_options
-@click.option(
-    "--teacher",
-    help="Registered backbone of the frozen high-resolution teacher (required): e.g. dlib-resnet, iresnet, or any "
-    "network as a model file: onnx or torchscript with --teacher-weights FILE and --teacher-option preset=NAME.",
-)
-@click.option(
-    "--teacher-weights",
-    help="Its checkpoint (e.g. a classify run's model.pt; default: the backbone's default weights, if it has any).",
-)
-@click.option("--teacher-option", multiple=True, metavar="NAME=VALUE", help="A teacher backbone option.")
-@click.option(
-    "--student",
-    help="The student's backbone (default: the teacher's, initialised from its weights; required for a model-file "
-    "teacher). Embedding lengths may differ: a learned linear projection then maps the student's onto the teacher's.",
-)
-@click.option(
-    "--student-weights",
-    help="The student's initial weights ('random': fresh; default: the teacher's for the teacher's backbone "
-    "and options, else fresh).",
-)
-@click.option("--student-option", multiple=True, metavar="NAME=VALUE", help="A student backbone option.")
-@click.option(
-    "--df",
-    default="8",
-    show_default=True,
-    metavar="DFS",
-    help="The student's degradation factor, or a range (e.g. 1-13: a random DF per sample, one student for "
-    "every resolution).",
-)
-@degradation_options
-@click.option(
-    "--loss",
-    type=click.Choice(FEATURE_LOSSES),
-    default="mse",
-    show_default=True,
-    help="Feature loss between the teacher's and the student's embeddings (mse: the seed's).",
-)
-@click.option(
-    "--cls-weight",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Add this times a classification loss (needs identity folders).",
-)
-@click.option(
-    "--cls-loss",
-    type=click.Choice(list(HEADS)),
-    default="cosface",
-    show_default=True,
-    help="The added classification loss's head.",
-)
-@_head_options
-@click.option(
-    "--relation-weight",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Add this times a relational loss: the student keeps the teacher's pairwise distances within each batch "
-    "(normalised by their mean; RKD).",
-)
-@click.option(
-    "--fused-targets/--no-fused-targets",
-    default=False,
-    show_default=True,
-    help="Target the mean of the teacher's features on the face and on its mirror image (flip fusion).",
-)
-@click.option(
-    "--teacher-cache/--no-teacher-cache",
-    default=True,
-    show_default=True,
-    help="Compute the teacher's features once before training instead of in every step.",
-)
-@click.pass_context
-def distill(ctx, **params):
-    """Teach a student on degraded faces to reproduce a frozen teacher's features on the originals."""
-    if not params["teacher"] and not params["resume"]:  # a resumed run has its teacher in its configuration
-        raise UsageError("--teacher NAME is required: the registered backbone of the frozen teacher")
-    config, summary = _train(ctx, "distill", params, DistillTask)
+def run_distill(ctx: click.Context, params: dict) -> None:
+    """``lrbench train distill``, once its options are collected: train, then keep the projection if there is one."""
+    config, summary = train_task(ctx, "distill", params, DistillTask)
     if summary["projection"] and _main_process():
         save_projection(Path(config["out"]))
