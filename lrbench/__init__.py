@@ -7,7 +7,7 @@ torch: a plugin that imports only specs and ``hookimpl`` costs nothing until it 
 
 from __future__ import annotations
 
-import importlib
+from .lazy import lazy_exports
 
 # Public name → the module that defines it ("module:name" where the name there differs).
 _EXPORTS = {
@@ -47,16 +47,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    """Load a public name from its module the first time it is asked for, then keep it here."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lrbench' has no attribute {name!r}")
-    module, _, attribute = _EXPORTS[name].partition(":")
-    value = getattr(importlib.import_module(module), attribute or name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

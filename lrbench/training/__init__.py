@@ -13,7 +13,7 @@ needs no torch, so listing the trainers or asking for their help starts fast.
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_exports
 
 # Public name → the module under lrbench.training (or lrbench) that defines it.
 _EXPORTS = {
@@ -51,14 +51,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    """Load a public name from its module the first time it is asked for, then keep it here."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lrbench.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
