@@ -426,7 +426,7 @@ def _start_and_wait_for_checkpoint(args, out) -> subprocess.Popen:
 
 def test_a_run_killed_with_sigkill_resumes_to_exactly_the_same_weights(data, tmp_path):
     """Only the killed run needs a process of its own; the reference and the resume run in this one."""
-    steps = ("--steps", 150, "--checkpoint-every", 5, "--log-every", 10)
+    steps = ("--steps", 60, "--checkpoint-every", 5, "--log-every", 10)
     reference = tmp_path / "reference"
     result = invoke(*classify_args(data, reference, *steps))
     assert result.exit_code == 0, result.output
@@ -435,7 +435,7 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_the_same_weights(data, tmp
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert process.returncode == -signal.SIGKILL
-    assert 0 < _step_of(killed / LAST) < 150, "the run finished before it was killed"
+    assert 0 < _step_of(killed / LAST) < 60, "the run finished before it was killed"
     assert not (killed / "model.pt").exists()
     result = invoke("train", "classify", "--resume", killed)
     assert result.exit_code == 0, result.output
