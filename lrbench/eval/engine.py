@@ -655,13 +655,14 @@ def evaluate(settings: EvalSettings, *, command: str = "", ranks: Ranks | None =
 
 
 def versions() -> dict[str, str]:
-    """The versions a run's numbers may depend on, and the machine's CPUs and threads."""
+    """The versions a run's numbers may depend on, and the machine's CPUs and threads. torchvision's is its
+    installed distribution's (importing it, which a run of most backbones never needs, costs seconds)."""
     import os
     import platform
+    from importlib.metadata import version
 
     import PIL
     import sklearn
-    import torchvision
 
     from ..version import __version__
 
@@ -669,7 +670,7 @@ def versions() -> dict[str, str]:
         "lrbench": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": version("torchvision"),
         "numpy": np.__version__,
         "pillow": PIL.__version__,
         "scikit-learn": sklearn.__version__,
