@@ -164,8 +164,8 @@ class DistillTask:
     The teacher is frozen (eval mode, no gradients, outside the optimised module). Its inputs never change
     (the crop and, with --flip, its mirror image), so by default its features are computed once, before
     training, instead of in every step. With ``--fused-targets`` the target of a crop and of its mirror image is
-    the mean of the teacher's features on both: one pose-symmetric description of the face, which flip-fused
-    evaluation also uses.
+    the mean of the teacher's features on both: one pose-symmetric description of the face, as flip-fused
+    evaluation describes it.
     """
 
     def __init__(self, config: dict, ranks: Ranks):
@@ -221,7 +221,12 @@ class DistillTask:
                 raise DataError(f"{folder.root}: --cls-weight needs identity folders (one sub-folder per person)")
             head = _head(config["cls_loss"], dims[1], len(folder.identities), config["scale"], config["margin"])
         self.module = Distiller(
-            student, config["loss"], head, config["cls_weight"], projection, config.get("relation_weight", 0.0)
+            student,
+            config["loss"],
+            head,
+            config["cls_weight"],
+            projection=projection,
+            relation_weight=config.get("relation_weight", 0.0),  # absent from runs made before it
         )
         self.fused = config.get("fused_targets", False)  # absent from the configuration of runs made before it
         self.teacher.to(ranks.device, memory_format=torch.channels_last)
