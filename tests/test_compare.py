@@ -167,6 +167,16 @@ def test_runs_written_before_the_intervals_still_read(two_backbones, tmp_path):
     assert invoke("report", old).exit_code == 0
 
 
+def test_a_comparison_written_again_with_png_only_removes_the_earlier_vector_copies(
+    two_backbones, tmp_path, vector_figures, monkeypatch
+):
+    out = tmp_path / "cmp"
+    assert invoke("compare", *two_backbones, "--out", out, "--resamples", 50).exit_code == 0
+    monkeypatch.setenv("LRBENCH_FIGURE_FORMATS", "png")
+    assert invoke("compare", *two_backbones, "--out", out, "--resamples", 50).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["compare.html", "compare.json", "delta_accuracy.png"]
+
+
 def test_compare_two_backbones_end_to_end(two_backbones, tmp_path, vector_figures):
     lbp, sphereface = two_backbones
     out = tmp_path / "cmp"

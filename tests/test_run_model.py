@@ -60,6 +60,14 @@ def no_evaluation(monkeypatch):
     monkeypatch.setattr("lrbench.eval.engine.prepare", started)
 
 
+def test_a_run_holds_exactly_its_kinds_files_with_the_vector_copies_users_get(sets, kind, tmp_path, vector_figures):
+    from lrbench.report.rundir import LAYOUTS
+
+    result = invoke(*run_args(sets, kind, tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(LAYOUTS[kind].run_files)
+
+
 def test_a_replacement_killed_between_its_renames_is_repaired_by_the_next_run(a_run, sets, kind, no_evaluation):
     """The kill left the previous run whole in .a.old-PID and no `a`: the next run puts it back, and then
     refuses to replace it without --overwrite, before any evaluation."""

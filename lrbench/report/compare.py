@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # lrbench.report.results brings pandas, imported when the com
 from ..errors import DataError, UsageError, brief_list
 from ..fileio import check_writable, write_atomic
 from ..progress import warn
-from .formats import FIGURE_FORMATS
+from .formats import FIGURE_FORMATS, figure_formats
 from .stats import (
     CONFIDENCE,
     MIN_IMPOSTORS_AT_FAR,
@@ -264,7 +264,7 @@ def console_table(payload: dict) -> Table:
     return table
 
 
-def plot_delta_accuracy(payload: dict, path: Path) -> None:
+def plot_delta_accuracy(payload: dict, path: Path, also: tuple[str, ...]) -> None:
     """Δaccuracy (points, with its interval) against the DF, one series per run; zero = no difference."""
     from .render import plt, save_figure  # report chooses matplotlib's file-only backend
 
@@ -287,7 +287,7 @@ def plot_delta_accuracy(payload: dict, path: Path) -> None:
     ax.set_title(f"Accuracy difference with {100 * payload['confidence']:g}% identity-bootstrap intervals")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    save_figure(fig, path, also=also)
 
 
 def html_report(payload: dict, folder: Path) -> str:
@@ -339,8 +339,12 @@ def check_compare_out(out: Path) -> None:
 
 
 def write_outputs(payload: dict, out: Path) -> None:
-    """compare.json, the figure (PNG, PDF, SVG) and compare.html, each written atomically."""
+    """compare.json, the figure (PNG and ``figure_formats()``'s copies) and compare.html, each written atomically;
+    a copy an earlier comparison left in a format not chosen now is removed."""
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / COMPARE_JSON, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    plot_delta_accuracy(payload, out / DELTA_FIGURE)
+    chosen = figure_formats()
+    plot_delta_accuracy(payload, out / DELTA_FIGURE, chosen)
+    for suffix in set(FIGURE_FORMATS) - set(chosen):
+        (out / DELTA_FIGURE).with_suffix(f".{suffix}").unlink(missing_ok=True)
     write_atomic(out / COMPARE_HTML, html_report(payload, out))

@@ -28,7 +28,6 @@ from ..fileio import dead_siblings, make_temp_dir, named_as_target, write_atomic
 from .formats import figure_formats  # noqa: E402
 from .results import (  # noqa: E402
     ACCURACY_PNG,
-    FIGURE_FORMATS,
     MANIFEST,
     OVERLAY_CSV,
     OVERLAY_FILES,
@@ -279,7 +278,7 @@ def roc_figure(runs: list[RunData], different: list[str] = ()) -> Figure:
 
 
 def plot_roc(runs: list[RunData], path: Path, different: list[str] = ()) -> None:
-    save_figure(roc_figure(runs, different), path)
+    save_figure(roc_figure(runs, different), path, also=figure_formats())
 
 
 def _ticks(runs: list[RunData]) -> list[tuple[float, str]]:
@@ -348,27 +347,22 @@ def accuracy_figure(runs: list[RunData], different: list[str] = ()) -> Figure:
 
 
 def plot_accuracy(runs: list[RunData], path: Path, different: list[str] = ()) -> None:
-    save_figure(accuracy_figure(runs, different), path, layout=False)
+    save_figure(accuracy_figure(runs, different), path, also=figure_formats(), layout=False)
 
 
-def save_figure(fig, path: Path, layout: bool = True) -> None:
-    """Write the figure as ``path`` (PNG) and, for papers, beside it in the vector formats ``figure_formats()``
-    chooses (PDF and SVG unless $LRBENCH_FIGURE_FORMATS says otherwise); a copy in a format not chosen is removed,
-    so no older figure stands beside the new one.
+def save_figure(fig, path: Path, also: tuple[str, ...] = (), layout: bool = True) -> None:
+    """Write the figure as ``path`` (PNG) and, for papers, beside it in the ``also`` formats (e.g. "pdf").
 
     ``layout`` False keeps a layout the caller has settled (tick labels thinned for it); the canvas is cropped
     to what is drawn either way, legends beside the axes included. Vector files carry no date, so a re-render
     of the same run writes the same bytes."""
     if layout:
         fig.tight_layout()
-    chosen = figure_formats()
-    for suffix in ("png", *chosen):
+    for suffix in ("png", *also):
         buffer = io.BytesIO()
         metadata = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(suffix)
         fig.savefig(buffer, format=suffix, dpi=120, bbox_inches="tight", metadata=metadata)
         write_atomic(path.with_suffix(f".{suffix}"), buffer.getvalue())
-    for suffix in set(FIGURE_FORMATS) - set(chosen):
-        path.with_suffix(f".{suffix}").unlink(missing_ok=True)
     plt.close(fig)
 
 
@@ -407,9 +401,8 @@ def render_into(runs: list, folder: Path, different: list[str] = (), render: Cal
         for name in files:
             if (tmp / name).exists():
                 os.replace(tmp / name, folder / name)
-            elif name == OVERLAY_CSV or Path(name).suffix[1:] in FIGURE_FORMATS:
-                # a single run rendered where an overlay was, or without the vector copies: the old file would mislead
-                (folder / name).unlink(missing_ok=True)
+            else:  # an earlier report's file this one does not write (an overlay's CSV, a vector copy not chosen)
+                (folder / name).unlink(missing_ok=True)  # would stand beside the new report and mislead
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
