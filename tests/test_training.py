@@ -28,6 +28,7 @@ import lrbench.training
 from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights, registry
 from lrbench.fileio import FILE_MODE, OutputLock
 from lrbench.training import LAST, MODEL, Ranks, network_input, resolve_config, scan_folder
+from lrbench.training.checkpoint import load_checkpoint, save_checkpoint
 from lrbench.training.data import EpochBatches, degrade_each, people_by_fold, read_people
 from lrbench.training.heads import ArcFace, ASoftmax, CosFace
 from lrbench.training.loop import schedule_factor
@@ -546,6 +547,21 @@ def test_resume_keeps_the_runs_settings(data, tmp_path):
     assert changed.exit_code == 2 and "--lr 0.5: the run in" in changed.output
     again = invoke(*classify_args(data, out, "--steps", 3))
     assert again.exit_code == 2 and f"--resume {out}" in again.output
+
+
+def test_a_run_started_before_an_option_existed_resumes_with_its_default(data, teacher, tmp_path):
+    """A checkpoint's configuration lacks the options added after it was written: they take their defaults."""
+    out = tmp_path / "lr"
+    assert invoke(*distill_args(data, teacher, out, "--steps", 4, "--checkpoint-every", 2)).exit_code == 0
+    state = load_checkpoint(out / LAST)
+    for option in ("fused_targets", "relation_weight", "detector", "detector_options", "detector_weights"):
+        del state["config"][option]
+    state["step"] = 2
+    save_checkpoint(state, out / LAST)
+    (out / "summary.json").unlink()
+    result = invoke("train", "distill", "--resume", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4
 
 
 # -- what a training run may replace ---------------------------------------------------------------------------

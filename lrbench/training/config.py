@@ -72,7 +72,9 @@ def resolve_config(ctx: click.Context, trainer: str, params: dict) -> tuple[dict
             err=True,
         )
         ctx.exit(0)
-    resumed = {**stored, **{name: value for name, value in given.items() if name in RUNTIME}}
+    # An option added since the run started is absent from its stored configuration: it takes its default here,
+    # which for every option is what runs made before it did.
+    resumed = {**config, **stored, **{name: value for name, value in given.items() if name in RUNTIME}}
     resumed.update(out=str(folder), resume=str(folder))
     return resumed, state
 
@@ -212,15 +214,14 @@ def _check_unchanged(config: dict, digest: dict[str, str | None], root: Path, la
 def _landmark_file(config: dict, folder: FaceFolder, cache_dir: Path | None, ranks: distributed.Ranks) -> Path | None:
     """``--landmarks``, else with ``--detector`` the detections' file (made once, by the main process, cached),
     else landmarks.txt in the folder or its parent."""
-    detector = config.get("detector")  # runs started before --detector existed have no such key
+    detector = config["detector"]
     if detector and (config["aligned"] or config["landmarks"]):
         other = "--aligned (aligned crops need no landmarks)" if config["aligned"] else "--landmarks (it gives them)"
         raise UsageError(f"--detector {detector}: not with {other}")
     if config["aligned"]:
         return None
     if detector:
-        found = load_detector(detector, _path(config.get("detector_weights")), ranks.device,
-                              config.get("detector_options") or ())
+        found = load_detector(detector, _path(config["detector_weights"]), ranks.device, config["detector_options"])
         with distributed.main_first(ranks):  # the main process detects, the others read its cache entry
             entry, _ = detected_landmarks(folder.root, folder.images, found, cache_dir=cache_dir,
                                           workers=ALIGN_THREADS, show_progress=interactive())

@@ -226,9 +226,9 @@ class DistillTask:
             head,
             config["cls_weight"],
             projection=projection,
-            relation_weight=config.get("relation_weight", 0.0),  # absent from runs made before it
+            relation_weight=config["relation_weight"],
         )
-        self.fused = config.get("fused_targets", False)  # absent from the configuration of runs made before it
+        self.fused = config["fused_targets"]
         self.teacher.to(ranks.device, memory_format=torch.channels_last)
         self.targets, self.cache_s = None, None
         if config["teacher_cache"]:
