@@ -25,6 +25,7 @@ from lrbench.data.crops import load_crops
 from lrbench.data.landmarks import landmarks_for
 from lrbench.data.recordio import PackCrops, RecordPack
 from lrbench.training import CropBatches, scan_folder
+from lrbench.training.data import pack_digest
 
 MARKER = struct.pack("<I", 0xCED7230A)
 
@@ -139,6 +140,21 @@ def test_opening_reads_the_index_and_the_header_records_not_the_images(tmp_path,
     pack = RecordPack(rec)
     assert len(pack.images) == 2000 and pack.identities == 4
     assert len(calls) <= 2 * (1 + 4 + 1)  # header, identities, the last record: marker and data of each
+
+
+def test_a_packs_digest_survives_a_copy_and_sees_an_edit_of_a_sampled_block(small_pack, tmp_path):
+    rec, _ = small_pack
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in (rec, rec.with_suffix(".idx")):
+        (copy / path.name).write_bytes(path.read_bytes())  # new files, new dates
+    os.utime(copy / rec.name, ns=(0, 0))
+    first = pack_digest(RecordPack(rec))
+    assert pack_digest(RecordPack(copy / rec.name)) == first
+    payload = bytearray((copy / rec.name).read_bytes())
+    payload[len(payload) // 2] ^= 1  # the same size, one bit
+    (copy / rec.name).write_bytes(bytes(payload))
+    assert pack_digest(RecordPack(copy / rec.name)) != first
 
 
 def test_a_truncated_pack_is_refused_naming_the_first_record_it_lost(small_pack):

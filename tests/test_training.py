@@ -26,10 +26,12 @@ from lrbench_plugins.trainers import distill
 import lrbench
 import lrbench.training
 from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112, hookimpl, load_weights, registry
+from lrbench.data.crops import images_digest
 from lrbench.fileio import FILE_MODE, OutputLock
 from lrbench.training import LAST, MODEL, Ranks, network_input, resolve_config, scan_folder
 from lrbench.training.checkpoint import load_checkpoint, save_checkpoint
-from lrbench.training.data import EpochBatches, degrade_each, people_by_fold, read_people
+from lrbench.training.config import check_data_unchanged
+from lrbench.training.data import EpochBatches, data_digest, degrade_each, people_by_fold, read_people
 from lrbench.training.heads import ArcFace, ASoftmax, CosFace
 from lrbench.training.loop import schedule_factor
 
@@ -498,6 +500,36 @@ def test_resume_refuses_training_images_or_landmarks_that_changed(data, tmp_path
     landmarks.write_text(landmarks.read_text().replace("\t".join([name, *points]), edited, 1))
     result = invoke("train", "classify", "--resume", out)
     assert result.exit_code == 1 and result.output.startswith(f"Error: {landmarks}: changed since"), result.output
+
+
+def test_the_data_digest_reads_the_images_bytes_not_their_dates(data, tmp_path):
+    """A copy with fresh dates (another disk, a data folder provisioned afresh) resumes; an edit is still seen."""
+    copy = tmp_path / "copy"
+    shutil.copytree(data.train_images, copy, copy_function=shutil.copy)  # contents only: new modification times
+    digests = [data_digest(images_digest(folder.root, folder.images), None)
+               for folder in (scan_folder(data.train_images), scan_folder(copy))]
+    assert digests[0] == digests[1]
+    config = {"out": "run", "data_digest": digests[0]}
+    check_data_unchanged(config, digests[1], copy, None)  # not refused
+
+    image = next(copy.rglob("*.jpg"))
+    image.write_bytes(image.read_bytes()[:-1] + b"\0")  # same size
+    edited = data_digest(images_digest(copy, scan_folder(copy).images), None)
+    with pytest.raises(lrbench.DataError, match=f"^{re.escape(str(copy))}: changed since the run in run started"):
+        check_data_unchanged(config, edited, copy, None)
+
+
+def test_a_record_by_file_dates_resumes_with_a_warning_and_becomes_a_content_record(data, tmp_path, capsys):
+    landmarks = tmp_path / "landmarks.txt"
+    landmarks.write_text("a.jpg\t1 2 3 4 5 6 7 8 9 10\n")
+    now = data_digest(images_digest(data.train_images, scan_folder(data.train_images).images), landmarks)
+    config = {"out": "run", "data_digest": {"images": "dates", "landmarks": now["landmarks"]}}
+    check_data_unchanged(config, now, data.train_images, landmarks)
+    assert "recorded its images by their file dates" in capsys.readouterr().err
+    assert config["data_digest"] == now
+    stale = {**config, "data_digest": {"images": "dates", "landmarks": "another file"}}
+    with pytest.raises(lrbench.DataError, match=f"^{re.escape(str(landmarks))}: changed since"):
+        check_data_unchanged(stale, now, data.train_images, landmarks)  # the landmark file is still checked
 
 
 def _flip_a_byte_inside_a_tensor(path: Path) -> None:

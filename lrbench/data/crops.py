@@ -199,9 +199,11 @@ def load_crops(
     cache_dir: Path | None = None,
     show_progress: bool = True,
     conversion: TemplateConversion | None = None,
+    images_sha256: str | None = None,
 ) -> tuple[np.ndarray, dict]:
     """All crops as an (N, H, W, 3) uint8 RGB array; ``landmarks=None`` means images are pre-aligned, and
     ``conversion`` makes them ``template`` crops (default: their framing unknown, taken to be the template's).
+    ``images_sha256``: the images' ``images_digest`` when the caller has it already (hashing reads every file).
 
     Returns the crops and a note on the cache for the run manifest: the images' digest (``images_digest``),
     the cache key and file, whether it was a
@@ -210,7 +212,7 @@ def load_crops(
     running without it; either gives one warning, never an error.
     """
     limit = max_image_pixels()
-    images_sha256 = images_digest(root, images, workers)
+    images_sha256 = images_sha256 or images_digest(root, images, workers)
     conversion = conversion or TemplateConversion(template, template, decided="unknown", assumed=True)
     key = cache_key(root, images, template, landmarks, workers, images_sha256, conversion.source)
     shape = (len(images), template.size[1], template.size[0], 3)

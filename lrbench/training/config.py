@@ -14,13 +14,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..data.crops import default_cache_dir
+from ..data.crops import default_cache_dir, images_digest
 from ..data.degrade import parse_dfs
 from ..data.detection import detected_landmarks, load_detector, missing_landmarks_message
 from ..data.recordio import PackCrops, RecordNames, RecordPack, find_pack
 from ..errors import DataError, UsageError
 from ..eval import distributed
-from ..progress import stderr_console
+from ..progress import stderr_console, warn
 from ..specs import CropTemplate
 from .checkpoint import LAST, MODEL, SUMMARY, load_checkpoint
 from .data import ALIGN_THREADS, FaceFolder, aligned_crops, data_digest, pack_digest, read_people, scan_folder
@@ -167,12 +167,14 @@ def training_data(
     folder = scan_folder(Path(config["data"]), people)
     cache_dir = _cache_dir(config)
     landmarks = _landmark_file(config, folder, cache_dir, ranks)
-    _check_unchanged(config, data_digest(folder, landmarks), folder.root, landmarks)
+    images_sha256 = images_digest(folder.root, folder.images, ALIGN_THREADS)
+    check_data_unchanged(config, data_digest(images_sha256, landmarks), folder.root, landmarks)
     crops = {}
     with distributed.main_first(ranks):
         for name, template in templates.items():
             crops[name] = aligned_crops(
-                folder, template, landmarks, workers=ALIGN_THREADS, cache_dir=cache_dir, show_progress=interactive()
+                folder, template, landmarks, workers=ALIGN_THREADS, cache_dir=cache_dir, show_progress=interactive(),
+                images_sha256=images_sha256,
             )
     return folder, crops
 
@@ -186,7 +188,7 @@ def _pack_data(
             raise UsageError(f"--{option.replace('_', '-')}: not with --data {path}, an insightface pack of aligned "
                              "crops and numbered identities")
     pack = RecordPack(path)
-    _check_unchanged(config, pack_digest(pack), pack.path, None)
+    check_data_unchanged(config, pack_digest(pack), pack.path, None)
     crops = {name: PackCrops(pack, template) for name, template in templates.items()}
     source = {**pack.describe(), "crops": {name: found.conversion.describe() for name, found in crops.items()}}
     folder = FaceFolder(path, RecordNames(pack.images), pack.labels, [str(k) for k in range(pack.identities)], source)
@@ -200,9 +202,16 @@ def _pack_data(
     return folder, crops
 
 
-def _check_unchanged(config: dict, digest: dict[str, str | None], root: Path, landmarks: Path | None) -> None:
-    """Record the data's digest in a new run's configuration; refuse a resumed run's data that differs."""
+def check_data_unchanged(config: dict, digest: dict[str, str | None], root: Path, landmarks: Path | None) -> None:
+    """Record the data's digest in a new run's configuration; refuse a resumed run's data that differs.
+
+    A record by file dates (an earlier lrbench) cannot tell a copy from an edit: its images are not checked (said once),
+    its landmark file still is, and the record becomes the content digest for any later resume."""
     recorded = config.setdefault("data_digest", digest)
+    if recorded.get("basis") != digest["basis"]:
+        warn(f"{root}: the run in {config['out']} recorded its images by their file dates (an earlier lrbench), "
+             "which a copy changes; they cannot be checked against it, so it continues on the images as they are now")
+        recorded = config["data_digest"] = {**recorded, "basis": digest["basis"], "images": digest["images"]}
     for key, source in (("images", root), ("landmarks", landmarks)):
         if recorded.get(key) != digest[key]:
             raise DataError(

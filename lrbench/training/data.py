@@ -128,23 +128,29 @@ def scan_folder(root: Path, people: set[str] | None = None) -> FaceFolder:
     return FaceFolder(root, images, np.full(len(images), -1, dtype=np.int64), [])
 
 
-def data_digest(folder: FaceFolder, landmarks: Path | None) -> dict[str, str | None]:
-    """SHA-256 of the image list with each file's size and modification time, and of the landmark file's
-    content: what a resumed run checks to be training on the data it started on."""
-    images = hashlib.sha256()
-    for rel in folder.images:
-        info = (folder.root / rel).stat()
-        images.update(f"{rel}\t{info.st_size}\t{info.st_mtime_ns}\n".encode())
-    return {"images": images.hexdigest(), "landmarks": sha256_file(landmarks)}
+DIGEST_BASIS = "content"  # a record without it (an earlier lrbench) hashed file dates, which a copy changes
+PACK_SAMPLES = 16  # blocks of a pack's .rec hashed for its identity, evenly spaced, first and last included
+PACK_BLOCK = 1 << 16
+
+
+def data_digest(images_sha256: str, landmarks: Path | None) -> dict[str, str | None]:
+    """What a resumed run checks to be training on the data it started on: the images' bytes
+    (``images_digest``, which the crop cache computes too) and the landmark file's content. Dates are left out:
+    a copy to another disk, or a data folder provisioned afresh, is the same data."""
+    return {"basis": DIGEST_BASIS, "images": images_sha256, "landmarks": sha256_file(landmarks)}
 
 
 def pack_digest(pack: RecordPack) -> dict[str, str | None]:
-    """The pack's identity for a resumed run: the .rec file's size and modification time and the index's content
-    (hashing gigabytes of images would take minutes)."""
-    info = pack.path.stat()
-    index = sha256_file(pack.index_path)
-    return {"images": hashlib.sha256(f"{info.st_size}\t{info.st_mtime_ns}\t{index}".encode()).hexdigest(),
-            "landmarks": None}
+    """A pack's identity for a resumed run: the .rec file's size, the index's content and a sample of the
+    .rec's bytes (hashing gigabytes of images would take minutes; an edit that keeps the size and misses every
+    sampled block goes unseen)."""
+    digest = hashlib.sha256(f"{pack.size}\t{sha256_file(pack.index_path)}".encode())
+    last = max(0, pack.size - PACK_BLOCK)
+    with pack.path.open("rb") as handle:
+        for k in range(PACK_SAMPLES):
+            handle.seek(last * k // (PACK_SAMPLES - 1))
+            digest.update(handle.read(PACK_BLOCK))
+    return {"basis": DIGEST_BASIS, "images": digest.hexdigest(), "landmarks": None}
 
 
 def aligned_crops(
@@ -155,11 +161,13 @@ def aligned_crops(
     workers: int,
     cache_dir: Path | None,
     show_progress: bool,
+    images_sha256: str | None = None,
 ) -> np.ndarray:
     """(N, H, W, 3) uint8 crops of the folder's images for ``template`` (decoded and aligned once, cached)."""
     points = landmarks_for(folder.images, landmarks, folder.root) if landmarks is not None else None
     crops, _ = load_crops(
-        folder.root, folder.images, template, points, workers=workers, cache_dir=cache_dir, show_progress=show_progress
+        folder.root, folder.images, template, points, workers=workers, cache_dir=cache_dir,
+        show_progress=show_progress, images_sha256=images_sha256,
     )
     return crops
 
