@@ -5,11 +5,13 @@ thresholded on the other folds, as `lrbench run --report-folds` does) and must e
 results.csv, folds.csv and roc.csv say, so the table cannot drift from the evidence; the comparison of each
 row with the first is `lrbench compare`'s, on the same files.
 
-    python benchmarks/results_table.py            # print the generated block
+    python benchmarks/results_table.py            # print the block of table.toml
     python benchmarks/results_table.py --check    # exit 1 if README.md's block differs from it
-    python benchmarks/results_table.py --write    # rewrite only that block of README.md
+    python benchmarks/results_table.py --write    # rewrite only the blocks of README.md
 
-benchmarks/results/table.toml lists the rows; benchmarks/results/README.md explains the files.
+benchmarks/results/table.toml lists the rows of the block whose start line names no table; a block may name
+another file beside it (``<!-- results-table:start table-10fold.toml … -->``). benchmarks/results/README.md
+explains the files.
 """
 
 from __future__ import annotations
@@ -31,15 +33,16 @@ from lrbench.errors import DataError, LrbenchError
 from lrbench.fileio import write_atomic
 from lrbench.report.compare import compare_runs
 from lrbench.report.metrics import VerificationResult
-from lrbench.report.results import RESULTS, RunData, load_run, reported_pairs
+from lrbench.report.results import RESULTS, RunData, load_run, pair_people, reported_pairs
+from lrbench.report.stats import RESAMPLES, SEED, result_intervals
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "benchmarks" / "results" / "table.toml"
 README = REPO / "README.md"
-START = re.compile(r"<!-- results-table:start[^\n]*?-->\n")
+START = re.compile(r"<!-- results-table:start(?: (?P<table>[\w.-]+\.toml))?[^\n]*?-->\n")  # may name its table
 END = "<!-- results-table:end -->"
 WIDTH = 110  # README.md's prose lines
-SHOWN = ("accuracy", "eer", "auc")  # what a cell may show, in this order
+SHOWN = ("accuracy", "ci", "eer", "auc")  # what a cell may show, in this order (ci: accuracy's interval)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Evidence:
     run: RunData
     label: str
     metrics: dict[int, VerificationResult]  # per DF, from scores.csv
+    intervals: dict[int, tuple[float, float]]  # per DF, accuracy's identity-bootstrap interval (when shown)
 
 
 def read_spec(path: Path) -> TableSpec:
@@ -93,6 +97,8 @@ def read_spec(path: Path) -> TableSpec:
         raise DataError(f"{path}: 'compare_dfs' must be some of 'dfs', got {compare_dfs!r}")
     if not isinstance(show, list) or not show or not set(show) <= set(SHOWN) or len(set(show)) < len(show):
         raise DataError(f"{path}: 'show' must list some of {', '.join(SHOWN)} once each, got {show!r}")
+    if "ci" in show and "accuracy" not in show:
+        raise DataError(f"{path}: 'show' has 'ci', the interval of the accuracy, without 'accuracy'")
     rows = raw.get("rows", [])
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise DataError(f"{path}: 'rows' must be [[rows]] tables")
@@ -127,8 +133,25 @@ def load_evidence(spec: TableSpec) -> list[Evidence]:
         missing = [df for df in spec.dfs if df not in metrics]
         if missing:
             raise DataError(f"{run.path / RESULTS}: no DF {', '.join(map(str, missing))}, which {spec.path} shows")
-        evidence.append(Evidence(run, row.label or run.label, metrics))
+        intervals = {df: accuracy_interval(run, df, metrics[df]) for df in spec.dfs} if "ci" in spec.show else {}
+        evidence.append(Evidence(run, row.label or run.label, metrics, intervals))
     return evidence
+
+
+def accuracy_interval(run: RunData, df: int, result: VerificationResult) -> tuple[float, float]:
+    """Accuracy's 95 % identity-bootstrap interval at ``df``, recomputed from scores.csv with the run's fold
+    thresholds (as ``lrbench run`` computes it); it must equal the interval results.csv holds."""
+    scores = run.scores[run.scores["df"] == df]
+    same = scores["same"].to_numpy().astype(bool)
+    found = result_intervals(scores["score"].to_numpy(), same, scores["fold"].to_numpy(), *pair_people(scores),
+                             result.fold_ids, result.fold_threshold, ())
+    low, high = found["accuracy_ci_low"], found["accuracy_ci_high"]
+    stored = run.results.loc[run.results["df"] == df].iloc[0]
+    if not (abs(stored.get("accuracy_ci_low", float("nan")) - low) <= 1e-9
+            and abs(stored.get("accuracy_ci_high", float("nan")) - high) <= 1e-9):
+        raise DataError(f"{run.path / RESULTS}: DF {df}: accuracy interval [{stored.get('accuracy_ci_low')}, "
+                        f"{stored.get('accuracy_ci_high')}], but its scores.csv gives [{low:.10g}, {high:.10g}]")
+    return low, high
 
 
 def _folds_text(run: RunData, result: VerificationResult) -> str:
@@ -142,12 +165,14 @@ def _probe(run: RunData, df: int) -> str:
     return str(run.results.loc[run.results["df"] == df, "probe_px"].iloc[0])
 
 
-def _cell(result: VerificationResult, show: list[str], bold: bool) -> str:
+def _cell(result: VerificationResult, interval: tuple[float, float] | None, show: list[str], bold: bool) -> str:
     parts = {"accuracy": f"{100 * result.accuracy_mean:.2f} %", "eer": f"EER {100 * result.eer:.1f} %",
              "auc": f"AUC {result.auc:.4f}"}
-    shown = [parts[name] for name in show]
+    shown = [parts[name] for name in show if name != "ci"]
     if bold:
         shown[0] = f"**{shown[0]}**"
+    if interval is not None:
+        shown[0] += f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"
     return shown[0] + (f" ({', '.join(shown[1:])})" if len(shown) > 1 else "")
 
 
@@ -172,13 +197,16 @@ def results_table(spec: TableSpec, evidence: list[Evidence], links_from: Path) -
             result = item.metrics[df]
             bold = "accuracy" in spec.show and len(evidence) > 1 and f"{100 * result.accuracy_mean:.2f}" == best[df]
             probe = "" if len(probes[df]) == 1 else f" at {_probe(item.run, df)}"
-            cells.append(_cell(result, spec.show, bold) + probe)
+            cells.append(_cell(result, item.intervals.get(df), spec.show, bold) + probe)
         lines.append(f"| [{_escape(item.label)}]({link}/) | {' | '.join(cells)} |")
     rule = first.run.manifest.get("settings", {}).get("threshold_rule", "exact")
     accuracy = f"Accuracy on {folds}" if folds.startswith("fold") else f"Accuracy: the mean over {folds}"
     note = (f"{accuracy}, each fold's threshold chosen on the other folds ({rule} rule); every number recomputed "
             "from the linked run's `scores.csv` by `benchmarks/results_table.py`, which checks it against the run's "
             "`results.csv` and `folds.csv`.")
+    if "ci" in spec.show:
+        note += (f" In brackets: the accuracy's 95 % interval from {RESAMPLES} identity-bootstrap resamples (seed "
+                 f"{SEED}; the people are drawn with replacement, each fold keeping its threshold).")
     if any("cross_validation" in item.run.manifest for item in evidence):
         note += (" A merged cross-validated run holds only held-out scores: its folds' thresholds, chosen by each "
                  "fold's own model, are taken from its `folds.csv`.")
@@ -227,51 +255,52 @@ def generate(spec: TableSpec, links_from: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _block_span(text: str, readme: Path) -> tuple[int, int]:
-    start = START.search(text)
-    end = text.find(END, start.end()) if start else -1
-    if end < 0:
+def blocks(text: str, readme: Path, table: Path) -> list[tuple[Path, int, int]]:
+    """README.md's results-table blocks: the table file each is generated from (the one its start line names,
+    beside ``table``; else ``table``) and the span of text between its markers."""
+    found = []
+    for start in START.finditer(text):
+        end = text.find(END, start.end())
+        if end < 0:
+            raise DataError(f"{readme}: a results-table block has no '{END}' line below its start")
+        found.append((table.parent / start["table"] if start["table"] else table, start.end(), end))
+    if not found:
         raise DataError(f"{readme}: no results-table block (a line '<!-- results-table:start … -->' and, "
                         f"below it, '{END}')")
-    return start.end(), end
-
-
-def replace_block(text: str, block: str, readme: Path) -> str:
-    """``text`` with only its results-table block replaced by ``block``."""
-    start, end = _block_span(text, readme)
-    return text[:start] + block + text[end:]
-
-
-def current_block(text: str, readme: Path) -> str:
-    start, end = _block_span(text, readme)
-    return text[start:end]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=Path, default=TABLE, help="the rows and columns (default: %(default)s)")
-    parser.add_argument("--readme", type=Path, default=README, help="the file holding the block (default: %(default)s)")
+    parser.add_argument("--table", type=Path, default=TABLE, help="the rows and columns of a block that names no "
+                        "table file, beside which the files blocks name are (default: %(default)s)")
+    parser.add_argument("--readme", type=Path, default=README, help="the file holding the blocks "
+                        "(default: %(default)s)")
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--check", action="store_true", help="exit 1 if the README's block is not what is generated")
-    action.add_argument("--write", action="store_true", help="rewrite the README's block")
+    action.add_argument("--check", action="store_true", help="exit 1 if a README block is not what is generated")
+    action.add_argument("--write", action="store_true", help="rewrite the README's blocks")
     args = parser.parse_args(argv)
     try:
-        block = generate(read_spec(args.table), args.readme.parent)
         if not (args.check or args.write):
-            print(block, end="")
+            print(generate(read_spec(args.table), args.readme.parent), end="")
             return 0
         try:
             text = args.readme.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise DataError(f"{args.readme}: cannot read: {exc}") from None
+        found = [(table, start, end, generate(read_spec(table), args.readme.parent))
+                 for table, start, end in blocks(text, args.readme, args.table)]
         if args.write:
-            write_atomic(args.readme, replace_block(text, block, args.readme))
-            print(f"{args.readme}: results table written from {args.table}")
-        elif current_block(text, args.readme) != block:
+            for _, start, end, block in reversed(found):
+                text = text[:start] + block + text[end:]
+            write_atomic(args.readme, text)
+            print(f"{args.readme}: results tables written from {', '.join(str(item[0]) for item in found)}")
+            return 0
+        stale = [table for table, start, end, block in found if text[start:end] != block]
+        for table in stale:
             print(f"{args.readme}: its results table is not what benchmarks/results_table.py generates from "
-                  f"{args.table}; run `python benchmarks/results_table.py --write`", file=sys.stderr)
-            return 1
-        return 0
+                  f"{table}; run `python benchmarks/results_table.py --write`", file=sys.stderr)
+        return 1 if stale else 0
     except LrbenchError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -22,7 +22,7 @@ NEVER_COMMITTED = (".pt", ".pth", ".dat", ".onnx", ".npz", ".png", ".jpg", ".jpe
 
 
 results_table = benchmark_script("results_table")
-COMMITTED = results_table.read_spec(RESULTS / "table.toml")
+COMMITTED = [results_table.read_spec(path) for path in sorted(RESULTS.glob("*.toml"))]  # one per README block
 COMMITTED_DIRS = sorted(path for path in RESULTS.iterdir() if path.is_dir())
 
 
@@ -36,12 +36,14 @@ def test_the_results_folder_holds_only_small_run_files():
             continue
         assert path.suffix.lower() not in NEVER_COMMITTED, f"{path}: weights, images and figures are never committed"
         assert path.stat().st_size < MAX_BYTES, f"{path}: {path.stat().st_size} bytes"
-        expected = {"table.toml", "README.md"} if path.parent == RESULTS else RUN_FILES
-        assert path.name in expected, f"{path}: not one of {sorted(expected)}"
+        if path.parent == RESULTS:
+            assert path.name == "README.md" or path.suffix == ".toml", f"{path}: not README.md or a table's .toml"
+        else:
+            assert path.name in RUN_FILES, f"{path}: not one of {sorted(RUN_FILES)}"
 
 
-def test_every_row_of_the_table_names_a_committed_run_directory():
-    assert {row.dir for row in COMMITTED.rows} <= {path.name for path in COMMITTED_DIRS}
+def test_every_row_of_every_table_names_a_committed_run_directory():
+    assert {row.dir for spec in COMMITTED for row in spec.rows} <= {path.name for path in COMMITTED_DIRS}
 
 
 @pytest.mark.parametrize("folder", COMMITTED_DIRS, ids=lambda path: path.name)
@@ -65,9 +67,12 @@ def test_lrbench_report_renders_a_committed_run_elsewhere(folder, tmp_path):
 
 
 def test_readme_results_table_is_what_the_committed_runs_generate(capsys):
-    if not COMMITTED.rows:
-        pytest.skip("benchmarks/results/table.toml lists no run directory yet")
+    if not any(spec.rows for spec in COMMITTED):
+        pytest.skip("no table in benchmarks/results/ lists a run directory yet")
     assert results_table.main(["--check"]) == 0, capsys.readouterr().err
+    readme = REPO / "README.md"
+    named = {table for table, _, _ in results_table.blocks(readme.read_text(), readme, RESULTS / "table.toml")}
+    assert named == set(RESULTS.glob("*.toml")), "every table in benchmarks/results/ has its README block"
 
 
 # --- (c) the generator on two small synthetic runs -----------------------------------------------------------
@@ -161,6 +166,42 @@ def test_compare_dfs_limits_the_comparisons_shown_not_holms_adjustment(copied):
     lines = _generate(copied)
     assert [line for line in lines if line.startswith("| 1 (")] == [] and _row(lines, "| 4 (24×28) | lbp probe |")
     assert "adjusted over all 2 tests" in " ".join(lines)
+
+
+def test_ci_shows_each_accuracys_bootstrap_interval_recomputed_from_the_scores(copied, capsys):
+    table = copied / "results" / "table.toml"
+    table.write_text(table.read_text().replace('show = ["accuracy", "eer"]', 'show = ["accuracy", "ci"]'))
+    lines = _generate(copied)
+    for name, label in (("teacher", "baseline"), ("student", "lbp probe")):
+        results = pd.read_csv(copied / "results" / name / "results.csv")
+        shown = re.findall(r"(\d+\.\d\d) %(?:\*\*)? \[(\d+\.\d\d), (\d+\.\d\d)\]", _row(lines, f"| [{label}]"))
+        assert shown == [tuple(f"{100 * value:.2f}" for value in row)
+                         for row in results[["accuracy_mean", "accuracy_ci_low", "accuracy_ci_high"]].to_numpy()]
+    assert "identity-bootstrap resamples" in " ".join(lines)
+
+    path = copied / "results" / "student" / "results.csv"
+    results = pd.read_csv(path)
+    results.loc[results["df"] == 4, "accuracy_ci_low"] -= 0.01
+    results.to_csv(path, index=False)
+    assert _refused(copied, capsys).startswith(f"Error: {path}: DF 4: accuracy interval [")
+
+
+def test_a_block_naming_its_table_is_generated_from_that_file(copied, capsys):
+    other = copied / "results" / "other.toml"
+    other.write_text('title = "other"\ndfs = [4]\n\n[[rows]]\ndir = "student"\n')
+    readme = copied / "README.md"
+    readme.write_text(readme.read_text() + "<!-- results-table:start other.toml (generated) -->\n"
+                      "<!-- results-table:end -->\nend\n")
+    args = ["--table", str(copied / "results" / "table.toml"), "--readme", str(readme)]
+    assert results_table.main([*args, "--write"]) == 0
+    first, second = readme.read_text().split("<!-- results-table:end -->")[:2]
+    assert first.split("(generated) -->\n")[1].splitlines() == _generate(copied)
+    assert second.split("(generated) -->\n")[1].splitlines() == results_table.generate(
+        results_table.read_spec(other), copied).splitlines()
+    readme.write_text(readme.read_text().replace("| [lbp probe]", "| [edited]", 2))  # the second block's row
+    capsys.readouterr()
+    assert results_table.main([*args, "--check"]) == 1
+    assert capsys.readouterr().err.count(" generates from ") == 2
 
 
 def test_write_replaces_only_the_block_and_check_then_passes(copied, capsys):
@@ -264,7 +305,8 @@ def test_a_df_the_table_shows_but_a_run_lacks_is_refused(copied):
     ('dfs = [1]\ncolour = "red"\n', "unknown key colour (known: title, dfs, compare_dfs, show, rows)"),
     ('dfs = [1, 8]\ncompare_dfs = [12]\n', "'compare_dfs' must be some of 'dfs', got [12]"),
     ('dfs = [0]\n', "'dfs' must be a list of degradation factors (integers ≥ 1), got [0]"),
-    ('dfs = [1]\nshow = ["speed"]\n', "'show' must list some of accuracy, eer, auc once each, got ['speed']"),
+    ('dfs = [1]\nshow = ["speed"]\n', "'show' must list some of accuracy, ci, eer, auc once each, got ['speed']"),
+    ('dfs = [1]\nshow = ["ci"]\n', "'show' has 'ci', the interval of the accuracy, without 'accuracy'"),
     ('dfs = [1]\n[[rows]]\ndir = "../elsewhere"\n', "rows[0].dir must name a folder beside table.toml"),
 ])
 def test_a_bad_table_toml_is_refused_naming_the_key(tmp_path, text, message):
