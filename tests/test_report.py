@@ -4,6 +4,7 @@ impostor pairs a TAR@FAR rests on, the HTML as the record of a run, overlays, an
 import json
 import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,6 +146,19 @@ def test_accuracy_axis_has_a_fixed_floor_a_chance_line_and_a_title_naming_what_w
     assert ax.get_ylim() == (45, 100.5)
     assert any(list(line.get_ydata()) == [50, 50] for line in ax.get_lines())
     assert ax.get_title() == "Accuracy vs resolution · lfw (lfw-view2) · bicubic · degraded: both"
+
+
+def test_a_long_run_label_wraps_in_the_legend_instead_of_squeezing_the_axes():
+    label = "one student: DF 1,2,4,6,8-13, mixed kernels, fused targets, RKD 0.3, 8 epochs (10-fold cross-validation)"
+    runs = [fake_run(dfs=[1, 4, 8]), fake_run(dfs=[1, 4, 8], label=label, seed=1)]
+    for figure in (accuracy_figure, roc_figure):
+        fig = figure(runs)
+        fig.canvas.draw()
+        assert fig.axes[0].get_position().width > 0.45, figure.__name__  # of the figure's width
+        texts = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        assert any(label.split()[0] in text and "\n" in text for text in texts)
+        assert max(len(line) for text in texts for line in text.splitlines()) <= 44
+        plt.close(fig)
 
 
 def test_accuracy_figure_draws_the_run_intervals_as_a_band():

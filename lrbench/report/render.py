@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import textwrap
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -242,6 +243,15 @@ def _roc_dfs(available: list[int]) -> list[int]:
     return sorted({available[round(i * step)] for i in range(_MAX_ROC_CURVES)})
 
 
+LEGEND_WIDTH = 44  # characters per legend line: a long run label wraps instead of squeezing the axes
+
+
+def _legend_label(text: str) -> str:
+    """A legend entry wrapped to ``LEGEND_WIDTH``: the legend sits beside the axes and takes its width from its
+    longest line (a cross-validation's label alone can be 130 characters)."""
+    return "\n".join(textwrap.wrap(text, LEGEND_WIDTH, break_on_hyphens=False, break_long_words=False)) or text
+
+
 def roc_figure(runs: list[RunData], different: list[str] = ()) -> Figure:
     """ROC curves (log FAR from 1/impostors, the smallest non-zero FAR, marked) of a few DFs per run, with
     AUC and EER in a legend beside the axes; colour = DF (plasma without its pale yellow end), line = run."""
@@ -257,7 +267,7 @@ def roc_figure(runs: list[RunData], different: list[str] = ()) -> Figure:
             row = run.results[run.results["df"] == df].iloc[0]
             label = f"DF {df} ({row['probe_px']}) AUC {row['auc']:.3f} EER {100 * row['eer']:.1f} %"
             ax.plot(points["fpr"].clip(lower=floors[0]), points["tpr"], styles[k % len(styles)],
-                    color=colours[df], label=label + (f" · {labels[k]}" if len(runs) > 1 else ""))
+                    color=colours[df], label=_legend_label(label + (f" · {labels[k]}" if len(runs) > 1 else "")))
     for floor in floors:  # FAR 0 is drawn here; left of it there is nothing to measure
         ax.axvline(floor, color="0.3", linestyle="--", linewidth=1.5,
                    label=f"smallest non-zero FAR: 1/{round(1 / floor)} impostor pairs")
@@ -319,7 +329,8 @@ def accuracy_figure(runs: list[RunData], different: list[str] = ()) -> Figure:
     for run, label in zip(runs, run_labels(runs)):
         table = run.results.sort_values("interocular_px")
         x, accuracy = table["interocular_px"], 100 * table["accuracy_mean"]
-        bars = ax.errorbar(x, accuracy, yerr=100 * table["accuracy_std"], marker="o", capsize=3, label=label)
+        bars = ax.errorbar(x, accuracy, yerr=100 * table["accuracy_std"], marker="o", capsize=3,
+                           label=_legend_label(label))
         lowest = min(lowest, (accuracy - 100 * table["accuracy_std"]).min())
         if "accuracy_ci_low" in table and table["accuracy_ci_low"].notna().any():
             ax.fill_between(x, 100 * table["accuracy_ci_low"], 100 * table["accuracy_ci_high"], alpha=0.15,
