@@ -33,8 +33,8 @@ from lrbench.errors import DataError, LrbenchError
 from lrbench.fileio import write_atomic
 from lrbench.report.compare import compare_runs
 from lrbench.report.metrics import VerificationResult
-from lrbench.report.results import RESULTS, RunData, load_run, pair_people, reported_pairs
-from lrbench.report.stats import RESAMPLES, SEED, result_intervals
+from lrbench.report.results import RESULTS, RunData, load_run, reported_pairs, scores_intervals
+from lrbench.report.stats import RESAMPLES, SEED
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "benchmarks" / "results" / "table.toml"
@@ -141,10 +141,7 @@ def load_evidence(spec: TableSpec) -> list[Evidence]:
 def accuracy_interval(run: RunData, df: int, result: VerificationResult) -> tuple[float, float]:
     """Accuracy's 95 % identity-bootstrap interval at ``df``, recomputed from scores.csv with the run's fold
     thresholds (as ``lrbench run`` computes it); it must equal the interval results.csv holds."""
-    scores = run.scores[run.scores["df"] == df]
-    same = scores["same"].to_numpy().astype(bool)
-    found = result_intervals(scores["score"].to_numpy(), same, scores["fold"].to_numpy(), *pair_people(scores),
-                             result.fold_ids, result.fold_threshold, ())
+    found = scores_intervals(run.scores[run.scores["df"] == df], result.fold_ids, result.fold_threshold, ())
     low, high = found["accuracy_ci_low"], found["accuracy_ci_high"]
     stored = run.results.loc[run.results["df"] == df].iloc[0]
     if not (abs(stored.get("accuracy_ci_low", float("nan")) - low) <= 1e-9

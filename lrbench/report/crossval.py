@@ -30,8 +30,7 @@ import pandas as pd
 from ..errors import DataError, UsageError, brief_list
 from .metrics import VerificationResult, evaluate_verification
 from .render import FARS, data_differences, manifest_fact, render_run
-from .results import SCORES, RunData, claim_run_dir, load_run, pair_people, write_run
-from .stats import result_intervals
+from .results import SCORES, RunData, claim_run_dir, load_run, scores_intervals, write_run
 
 KIND = "merged held-out folds"
 # How each per-fold run must have scored its pairs to be merged: the data themselves are checked with
@@ -161,8 +160,7 @@ def _results_row(template: dict, scores: pd.DataFrame, folds: pd.DataFrame) -> t
     given = dict(zip(folds["fold"].astype(int), folds["threshold"].astype(float)))
     pooled = evaluate_verification(score, same, fold, fars=FARS, thresholds=given)  # its pooled metrics only
     accuracy = folds["accuracy"].to_numpy(dtype=float)
-    intervals = result_intervals(score, same, fold, *pair_people(scores),
-                                 folds["fold"].to_numpy(), folds["threshold"].to_numpy(), FARS)
+    intervals = scores_intervals(scores, folds["fold"].to_numpy(), folds["threshold"].to_numpy(), FARS)
     row = {
         **{key: template[key] for key in ("df", "probe_w", "probe_h", "probe_px", "interocular_px") if key in template},
         "accuracy_mean": float(accuracy.mean()),

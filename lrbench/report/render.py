@@ -249,7 +249,7 @@ LEGEND_WIDTH = 44  # characters per legend line: a long run label wraps instead 
 def _legend_label(text: str) -> str:
     """A legend entry wrapped to ``LEGEND_WIDTH``: the legend sits beside the axes and takes its width from its
     longest line (a cross-validation's label alone can be 130 characters)."""
-    return "\n".join(textwrap.wrap(text, LEGEND_WIDTH, break_on_hyphens=False, break_long_words=False)) or text
+    return "\n".join(textwrap.wrap(text, LEGEND_WIDTH, break_on_hyphens=False, break_long_words=False))
 
 
 def roc_figure(runs: list[RunData], different: list[str] = ()) -> Figure:

@@ -37,7 +37,7 @@ from .rundir import (  # noqa: F401  (the names a verification run's readers hav
     run_dir_problem,
 )
 from .stats import describe as describe_intervals
-from .stats import identity_of
+from .stats import identity_of, result_intervals
 
 # What a run directory holds (the data files, then the files ``report.render`` adds): ``rundir.VERIFICATION``.
 COLUMNS = VERIFICATION.columns
@@ -169,6 +169,13 @@ def pair_people(scores: pd.DataFrame) -> tuple[list[str | None], list[str | None
         return [identity_of(image) for image in scores["image_a"]], [identity_of(image) for image in scores["image_b"]]
     return ([None if pd.isna(person) or person == "" else str(person) for person in scores[column]]
             for column in ("person_a", "person_b"))
+
+
+def scores_intervals(scores: pd.DataFrame, fold_ids: np.ndarray, thresholds: np.ndarray, fars) -> dict[str, float]:
+    """A results row's interval columns from one DF's rows of a scores table and its folds' thresholds, as
+    ``lrbench run`` computes them."""
+    return result_intervals(scores["score"].to_numpy(), scores["same"].to_numpy().astype(bool),
+                            scores["fold"].to_numpy(), *pair_people(scores), fold_ids, thresholds, fars)
 
 
 def load_run(path: Path) -> RunData:
