@@ -16,7 +16,7 @@ from ..eval.models import build_backbone, check_network_size
 from ..eval.precision import autocast_for, require_finite
 from ..options import parse_options
 from ..specs import InputSpec
-from .data import degrade_each
+from .data import at_random_grid_phase, degrade_each
 
 
 def trainable_network(name: str, weights: str | None, options: Sequence[str], flag: str = "--option"):
@@ -48,10 +48,12 @@ def frozen_network(name: str, weights: str | None, options: Sequence[str], weigh
     return spec.with_options(parsed), model.eval().requires_grad_(False)
 
 
-def degradation(name: str, options: Sequence[str]) -> Callable[[torch.Tensor, int], torch.Tensor]:
-    """A registered degradation with its ``--degradation-option`` values bound."""
-    spec = registry.degradation(name)
-    return partial(spec.apply, **parse_options(spec, options, "--degradation-option"))
+def degradation(config: dict) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """The training degradation a trainer's configuration names: a registered degradation with its
+    ``--degradation-option`` values bound, at a random grid phase with ``--grid-jitter``."""
+    spec = registry.degradation(config["degradation"])
+    apply = partial(spec.apply, **parse_options(spec, config["degradation_option"], "--degradation-option"))
+    return at_random_grid_phase(apply) if config["grid_jitter"] else apply
 
 
 @torch.no_grad()
