@@ -27,6 +27,7 @@ from ..ranges import parse_ranges
 from ..specs import CropTemplate
 
 ALIGN_THREADS = min(4, os.cpu_count() or 1)  # threads decoding and aligning images (once per image)
+Degrade = Callable[[torch.Tensor, int], torch.Tensor]  # a degradation at one DF: (NCHW 0…255 batch, DF) → batch
 
 
 @dataclass
@@ -256,9 +257,6 @@ def _shifted(batch: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Tens
     ])
 
 
-Degrade = Callable[[torch.Tensor, int], torch.Tensor]
-
-
 def at_random_grid_phase(apply: Degrade) -> Degrade:
     """``apply`` on each image at a random phase of the low-resolution sampling grid.
 
@@ -276,9 +274,7 @@ def at_random_grid_phase(apply: Degrade) -> Degrade:
     return degrade
 
 
-def degrade_each(
-    batch: torch.Tensor, dfs: torch.Tensor, apply: Callable[[torch.Tensor, int], torch.Tensor]
-) -> torch.Tensor:
+def degrade_each(batch: torch.Tensor, dfs: torch.Tensor, apply: Degrade) -> torch.Tensor:
     """Each image of a float NCHW 0…255 batch degraded at its own DF: one call of ``apply`` per distinct DF."""
     out = batch.clone()
     for df in dfs.unique().tolist():
