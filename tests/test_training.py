@@ -31,14 +31,7 @@ from lrbench.fileio import FILE_MODE, OutputLock
 from lrbench.training import LAST, MODEL, Ranks, network_input, resolve_config, scan_folder
 from lrbench.training.checkpoint import load_checkpoint, save_checkpoint
 from lrbench.training.config import check_data_unchanged
-from lrbench.training.data import (
-    EpochBatches,
-    at_random_grid_phase,
-    data_digest,
-    degrade_each,
-    people_by_fold,
-    read_people,
-)
+from lrbench.training.data import EpochBatches, data_digest, degrade_each, people_by_fold, read_people
 from lrbench.training.heads import ArcFace, ASoftmax, CosFace
 from lrbench.training.loop import schedule_factor
 
@@ -152,40 +145,6 @@ def test_each_sample_is_degraded_at_its_own_df():
     torch.testing.assert_close(out[0], batch[0])
     torch.testing.assert_close(out[1:2], apply(batch[1:2], 8))
     torch.testing.assert_close(out[2:3], apply(batch[2:3], 4))
-
-
-def test_grid_jitter_moves_the_sampling_grid_and_not_the_face():
-    apply = registry.degradation("bicubic").apply
-    yy, xx = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
-    batch = (127 + 120 * torch.sin(xx / 6) * torch.cos(yy / 7)).expand(64, 3, 96, 96)  # resolvable at DF 8
-    torch.manual_seed(0)
-    jittered = at_random_grid_phase(apply)(batch, 8)
-    inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # away from the replicated edges
-
-    def error(copies):
-        return (copies[inner] - batch[:1][inner]).abs().mean(dim=(1, 2, 3))
-
-    assert len({tuple(image.flatten()[:50].tolist()) for image in jittered}) > 16  # many of the 64 phases
-    # Moved back after degrading: every copy is about as close to the face as the fixed grid's (2.6 grey
-    # levels); one left moved by 2 pixels is 15 off.
-    fixed, moved = (error(apply(images, 8)).item() for images in (batch[:1], batch[:1].roll(2, dims=3)))
-    assert error(jittered).max().item() < 1.5 * fixed < moved
-    identity = at_random_grid_phase(lambda images, df: images)(batch, 8)  # the move back undoes the move
-    torch.testing.assert_close(identity[inner], batch[inner])
-    torch.manual_seed(0)
-    torch.testing.assert_close(at_random_grid_phase(apply)(batch, 8), jittered)  # seeded: a resumed run agrees
-
-
-def test_grid_jitter_changes_what_the_student_learns_and_is_recorded(data, teacher, tmp_path):
-    def student(name, *extra):
-        result = invoke(*distill_args(data, teacher, tmp_path / name, "--steps", 2, "--df", "3-4", *extra))
-        assert result.exit_code == 0, result.output
-        return torch.load(tmp_path / name / MODEL, weights_only=True), load_checkpoint(tmp_path / name / LAST)
-
-    fixed, fixed_state = student("fixed")
-    jittered, jittered_state = student("jittered", "--grid-jitter")
-    assert fixed_state["config"]["grid_jitter"] is False and jittered_state["config"]["grid_jitter"] is True
-    assert any(not torch.equal(fixed[name], tensor) for name, tensor in jittered.items())
 
 
 def test_identity_folders_give_labels_and_a_people_list_restricts_them(data, tmp_path):

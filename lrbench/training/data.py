@@ -27,7 +27,6 @@ from ..ranges import parse_ranges
 from ..specs import CropTemplate
 
 ALIGN_THREADS = min(4, os.cpu_count() or 1)  # threads decoding and aligning images (once per image)
-Degrade = Callable[[torch.Tensor, int], torch.Tensor]  # a degradation at one DF: (NCHW 0…255 batch, DF) → batch
 
 
 @dataclass
@@ -247,34 +246,9 @@ class EpochBatches:
             yield list(zip(chosen[self.local].tolist(), flips[self.local].tolist(), dfs[self.local].tolist()))
 
 
-def _shifted(batch: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Tensor:
-    """Each NCHW image moved by its (dy, dx) pixels (positive: content moves up/left), edges replicated."""
-    height, width = batch.shape[2:]
-    padded = torch.nn.functional.pad(batch, (pad, pad, pad, pad), mode="replicate")
-    return torch.stack([
-        padded[i, :, pad + dy : pad + dy + height, pad + dx : pad + dx + width]
-        for i, (dy, dx) in enumerate(offsets.tolist())
-    ])
-
-
-def at_random_grid_phase(apply: Degrade) -> Degrade:
-    """``apply`` on each image at a random phase of the low-resolution sampling grid.
-
-    Downsampling by DF samples the face on a grid that starts at its top-left pixel, so a deterministic kernel
-    gives each training image the same low-resolution copy at every epoch, with that one grid's aliasing. Here
-    each image is moved by (dy, dx), each drawn from the DF consecutive offsets around 0 (all DF phases),
-    degraded, and moved back: the face stays where the evaluation's copies have it, only the grid moves. The
-    draw comes from torch's generator, which the training loop seeds and checkpoints.
-    """
-
-    def degrade(batch: torch.Tensor, df: int) -> torch.Tensor:
-        offsets = torch.randint(df, (batch.shape[0], 2)) - df // 2
-        return _shifted(apply(_shifted(batch, offsets, df), df), -offsets, df)
-
-    return degrade
-
-
-def degrade_each(batch: torch.Tensor, dfs: torch.Tensor, apply: Degrade) -> torch.Tensor:
+def degrade_each(
+    batch: torch.Tensor, dfs: torch.Tensor, apply: Callable[[torch.Tensor, int], torch.Tensor]
+) -> torch.Tensor:
     """Each image of a float NCHW 0…255 batch degraded at its own DF: one call of ``apply`` per distinct DF."""
     out = batch.clone()
     for df in dfs.unique().tolist():

@@ -167,11 +167,4 @@ def degradation_options(function):
             help="Registered degradation making the LR copies (validation uses it too).",
         ),
         click.option("--degradation-option", multiple=True, metavar="NAME=VALUE", help="A degradation option."),
-        click.option(
-            "--grid-jitter/--no-grid-jitter",
-            default=False,
-            show_default=True,
-            help="Degrade each training image at a random phase of the low-resolution sampling grid (moved by up "
-            "to DF-1 pixels, degraded, moved back), not always the grid evaluation uses.",
-        ),
     )(function)

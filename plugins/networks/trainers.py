@@ -74,7 +74,7 @@ class ClassifyTask:
         self.spec, backbone = trainable_network(config["backbone"], config["weights"], config["option"])
         template = self.spec.input.template
         self.dfs = dfs_option(config["resolution_augment"], template, "--resolution-augment")
-        self.degrade = degradation(config)
+        self.degrade = degradation(config["degradation"], config["degradation_option"])
         folder, crops = training_data(config, {"crops": template}, ranks)
         if not folder.has_labels:
             raise DataError(f"{folder.root}: classification needs identity folders (one sub-folder per person)")
@@ -193,7 +193,7 @@ class DistillTask:
         else:
             self.spec, student = trainable_network(name, config["student_weights"], options, "--student-option")
         self.dfs = dfs_option(config["df"], self.spec.input.template, "--df")
-        self.degrade = degradation(config)
+        self.degrade = degradation(config["degradation"], config["degradation_option"])
         dims = embedding_size(self.teacher, self.teacher_spec.input), embedding_size(student, self.spec.input)
         projection = None if dims[0] == dims[1] else nn.Linear(dims[1], dims[0])
         self.projection = None
