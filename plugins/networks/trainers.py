@@ -158,6 +158,19 @@ class Distiller(nn.Module):
         return loss
 
 
+def mixed_faces(crops: dict[str, torch.Tensor], fraction: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """(crops, mixed): each crop array (B, H, W, 3) as float, its rows chosen with probability ``fraction``
+    replaced by w · row + (1 − w) · partner, w uniform in [0, 1) and the partner another row of the batch (the
+    same w and partner in every array); ``mixed`` marks them. Draws from torch's generator, which the training
+    loop seeds and checkpoints."""
+    size = len(next(iter(crops.values())))
+    mixed = torch.rand(size) < fraction
+    partner = (torch.arange(size) + torch.randint(1, max(size, 2), (size,))) % size  # never the row itself
+    weight = torch.where(mixed, torch.rand(size), torch.ones(size)).view(size, 1, 1, 1)
+    blended = {name: weight * images.float() + (1 - weight) * images[partner].float() for name, images in crops.items()}
+    return blended, mixed
+
+
 class DistillTask:
     """Feature distillation: the student sees each crop degraded at its DF, the teacher the crop itself.
 
@@ -165,7 +178,8 @@ class DistillTask:
     (the crop and, with --flip, its mirror image), so by default its features are computed once, before
     training, instead of in every step. With ``--fused-targets`` the target of a crop and of its mirror image is
     the mean of the teacher's features on both: one pose-symmetric description of the face, as flip-fused
-    evaluation describes it.
+    evaluation describes it. With ``--mixup`` a fraction of each batch are mixtures of two faces, for which the
+    teacher runs in the step: images no cache holds, that widen what the student learns to match.
     """
 
     def __init__(self, config: dict, ranks: Ranks):
@@ -228,7 +242,7 @@ class DistillTask:
             projection=projection,
             relation_weight=config["relation_weight"],
         )
-        self.fused = config["fused_targets"]
+        self.fused, self.mixup = config["fused_targets"], config["mixup"]
         self.teacher.to(ranks.device, memory_format=torch.channels_last)
         self.targets, self.cache_s = None, None
         if config["teacher_cache"]:
@@ -254,16 +268,24 @@ class DistillTask:
         self.data = folder.describe()
         self.teacher_name = config["teacher"]
 
+    @torch.no_grad()
+    def _teacher_features(self, crops: torch.Tensor, device: torch.device) -> torch.Tensor:
+        hr = network_input(crops, self.teacher_spec.input, device)
+        features = self.teacher(hr).float()
+        return (features + self.teacher(hr.flip(3)).float()) / 2 if self.fused else features
+
     def inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-        images = network_input(batch["student"], self.spec.input, device, batch["df"], self.degrade)
+        crops = {name: batch[name] for name in ("student", "teacher") if name in batch}
+        if self.mixup:
+            crops, mixed = mixed_faces(crops, self.mixup)
+        teacher_crops = crops.get("teacher", crops["student"])
+        images = network_input(crops["student"], self.spec.input, device, batch["df"], self.degrade)
         if self.targets is not None:
             targets = self.targets[batch["flip"].long(), batch["index"]].to(device, non_blocking=True)
+            if self.mixup and mixed.any():
+                targets[mixed.to(device)] = self._teacher_features(teacher_crops[mixed], device)
         else:
-            with torch.no_grad():
-                hr = network_input(batch.get("teacher", batch["student"]), self.teacher_spec.input, device)
-                targets = self.teacher(hr).float()
-                if self.fused:
-                    targets = (targets + self.teacher(hr.flip(3)).float()) / 2
+            targets = self._teacher_features(teacher_crops, device)
         inputs = {"images": images, "targets": targets}
         if self.module.head is not None:
             inputs["labels"] = batch["label"].to(device, non_blocking=True)
