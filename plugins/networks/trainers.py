@@ -166,8 +166,12 @@ def mixed_faces(crops: dict[str, torch.Tensor], fraction: float) -> tuple[dict[s
     size = len(next(iter(crops.values())))
     mixed = torch.rand(size) < fraction
     partner = (torch.arange(size) + torch.randint(1, max(size, 2), (size,))) % size  # never the row itself
-    weight = torch.where(mixed, torch.rand(size), torch.ones(size)).view(size, 1, 1, 1)
-    blended = {name: weight * images.float() + (1 - weight) * images[partner].float() for name, images in crops.items()}
+    weight = torch.rand(size)[mixed].view(-1, 1, 1, 1)
+    rows, partners = mixed.nonzero().squeeze(1), partner[mixed]
+    blended = {}
+    for name, images in crops.items():
+        blended[name] = images.to(torch.float32, copy=True)  # only the chosen rows are blended
+        blended[name][rows] = weight * blended[name][rows] + (1 - weight) * blended[name][partners]
     return blended, mixed
 
 
@@ -275,14 +279,14 @@ class DistillTask:
         return (features + self.teacher(hr.flip(3)).float()) / 2 if self.fused else features
 
     def inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-        crops = {name: batch[name] for name in ("student", "teacher") if name in batch}
+        crops, mixed = {name: batch[name] for name in ("student", "teacher") if name in batch}, None
         if self.mixup:
             crops, mixed = mixed_faces(crops, self.mixup)
         teacher_crops = crops.get("teacher", crops["student"])
         images = network_input(crops["student"], self.spec.input, device, batch["df"], self.degrade)
         if self.targets is not None:
             targets = self.targets[batch["flip"].long(), batch["index"]].to(device, non_blocking=True)
-            if self.mixup and mixed.any():
+            if mixed is not None and mixed.any():
                 targets[mixed.to(device)] = self._teacher_features(teacher_crops[mixed], device)
         else:
             targets = self._teacher_features(teacher_crops, device)
