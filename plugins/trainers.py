@@ -121,14 +121,6 @@ def classify(ctx, **params):
     help="Target the mean of the teacher's features on the face and on its mirror image (flip fusion).",
 )
 @click.option(
-    "--mixup",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Replace this fraction of each batch by mixtures of two of its faces (weights drawn uniformly), the "
-    "teacher's features computed on each mixture: new inputs to match the teacher on (function matching).",
-)
-@click.option(
     "--teacher-cache/--no-teacher-cache",
     default=True,
     show_default=True,

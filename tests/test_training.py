@@ -29,7 +29,7 @@ from lrbench import BackboneSpec, DegradationSpec, InputSpec, SPHEREFACE_96x112,
 from lrbench.data.crops import images_digest
 from lrbench.fileio import FILE_MODE, OutputLock
 from lrbench.training import LAST, MODEL, Ranks, network_input, resolve_config, scan_folder
-from lrbench.training.checkpoint import SUMMARY, load_checkpoint, save_checkpoint
+from lrbench.training.checkpoint import load_checkpoint, save_checkpoint
 from lrbench.training.config import check_data_unchanged
 from lrbench.training.data import EpochBatches, data_digest, degrade_each, people_by_fold, read_people
 from lrbench.training.heads import ArcFace, ASoftmax, CosFace
@@ -361,49 +361,6 @@ def test_fused_targets_are_the_mean_of_the_teachers_features_on_the_crop_and_its
     targets = fused.inputs(batch, cpu)["targets"]
     torch.testing.assert_close(targets[0], targets[1])
     torch.testing.assert_close(targets, live.inputs(batch, cpu)["targets"], rtol=1e-4, atol=1e-5)
-
-
-def test_mixed_faces_blend_each_chosen_row_with_another_row_alike_in_every_array():
-    from lrbench_plugins.networks.trainers import mixed_faces
-
-    rows = torch.arange(8.0).view(8, 1, 1, 1)
-    crops = {"student": rows.expand(8, 6, 5, 3), "teacher": (2 * rows + 1).expand(8, 4, 4, 3)}
-    same, none = mixed_faces(crops, 0.0)
-    assert not none.any() and all(torch.equal(same[name], crops[name]) for name in crops)
-    blended, mixed = mixed_faces(crops, 1.0)
-    assert mixed.all()
-    student = blended["student"][:, 0, 0, 0]
-    assert (blended["student"] == student.view(8, 1, 1, 1)).all() and (student != rows.flatten()).all()
-    torch.testing.assert_close(blended["teacher"], 2 * blended["student"][:, :4, :4] + 1)  # same weight, partner
-
-
-@pytest.mark.parametrize("cache", ["--teacher-cache", "--no-teacher-cache"])
-def test_mixup_targets_are_the_teachers_features_on_each_mixture(data, teacher, tmp_path, cache):
-    from lrbench_plugins.networks.trainers import mixed_faces
-
-    task = _distill_task(data, teacher, tmp_path, "--mixup", 0.5, "--fused-targets", cache)
-    batch = task.dataset.__getitems__([(k, k % 2 == 0, 4) for k in range(8)])
-    cpu = torch.device("cpu")
-    torch.manual_seed(3)
-    inputs = task.inputs(batch, cpu)
-    torch.manual_seed(3)
-    crops, mixed = mixed_faces({"student": batch["student"]}, 0.5)
-    assert 0 < mixed.sum() < 8
-    expected = task._teacher_features(crops["student"], cpu)
-    torch.testing.assert_close(inputs["targets"], expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(inputs["images"], network_input(crops["student"], task.spec.input, cpu, batch["df"],
-                                                               task.degrade))
-    if cache == "--teacher-cache":  # the rows left alone keep their cached targets
-        cached = task.targets[batch["flip"].long(), batch["index"]]
-        torch.testing.assert_close(inputs["targets"][~mixed], cached[~mixed])
-        assert not torch.allclose(inputs["targets"][mixed], cached[mixed])
-
-
-def test_a_mixup_run_trains_and_records_its_fraction(data, teacher, tmp_path):
-    result = invoke(*distill_args(data, teacher, tmp_path / "run", "--steps", 2, "--df", "2-4", "--mixup", 0.5))
-    assert result.exit_code == 0, result.output
-    assert load_checkpoint(tmp_path / "run" / LAST)["config"]["mixup"] == 0.5
-    assert math.isfinite(json.loads((tmp_path / "run" / SUMMARY).read_text())["loss_last"])
 
 
 def test_distance_relations_ignore_where_and_how_large_the_features_are():

@@ -158,23 +158,6 @@ class Distiller(nn.Module):
         return loss
 
 
-def mixed_faces(crops: dict[str, torch.Tensor], fraction: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """(crops, mixed): each crop array (B, H, W, 3) as float, its rows chosen with probability ``fraction``
-    replaced by w · row + (1 − w) · partner, w uniform in [0, 1) and the partner another row of the batch (the
-    same w and partner in every array); ``mixed`` marks them. Draws from torch's generator, which the training
-    loop seeds and checkpoints."""
-    size = len(next(iter(crops.values())))
-    mixed = torch.rand(size) < fraction
-    partner = (torch.arange(size) + torch.randint(1, max(size, 2), (size,))) % size  # never the row itself
-    weight = torch.rand(size)[mixed].view(-1, 1, 1, 1)
-    rows, partners = mixed.nonzero().squeeze(1), partner[mixed]
-    blended = {}
-    for name, images in crops.items():
-        blended[name] = images.to(torch.float32, copy=True)  # only the chosen rows are blended
-        blended[name][rows] = weight * blended[name][rows] + (1 - weight) * blended[name][partners]
-    return blended, mixed
-
-
 class DistillTask:
     """Feature distillation: the student sees each crop degraded at its DF, the teacher the crop itself.
 
@@ -182,8 +165,7 @@ class DistillTask:
     (the crop and, with --flip, its mirror image), so by default its features are computed once, before
     training, instead of in every step. With ``--fused-targets`` the target of a crop and of its mirror image is
     the mean of the teacher's features on both: one pose-symmetric description of the face, as flip-fused
-    evaluation describes it. With ``--mixup`` a fraction of each batch are mixtures of two faces, for which the
-    teacher runs in the step: images no cache holds, that widen what the student learns to match.
+    evaluation describes it.
     """
 
     def __init__(self, config: dict, ranks: Ranks):
@@ -246,7 +228,7 @@ class DistillTask:
             projection=projection,
             relation_weight=config["relation_weight"],
         )
-        self.fused, self.mixup = config["fused_targets"], config["mixup"]
+        self.fused = config["fused_targets"]
         self.teacher.to(ranks.device, memory_format=torch.channels_last)
         self.targets, self.cache_s = None, None
         if config["teacher_cache"]:
@@ -272,24 +254,16 @@ class DistillTask:
         self.data = folder.describe()
         self.teacher_name = config["teacher"]
 
-    @torch.no_grad()
-    def _teacher_features(self, crops: torch.Tensor, device: torch.device) -> torch.Tensor:
-        hr = network_input(crops, self.teacher_spec.input, device)
-        features = self.teacher(hr).float()
-        return (features + self.teacher(hr.flip(3)).float()) / 2 if self.fused else features
-
     def inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-        crops, mixed = {name: batch[name] for name in ("student", "teacher") if name in batch}, None
-        if self.mixup:
-            crops, mixed = mixed_faces(crops, self.mixup)
-        teacher_crops = crops.get("teacher", crops["student"])
-        images = network_input(crops["student"], self.spec.input, device, batch["df"], self.degrade)
+        images = network_input(batch["student"], self.spec.input, device, batch["df"], self.degrade)
         if self.targets is not None:
             targets = self.targets[batch["flip"].long(), batch["index"]].to(device, non_blocking=True)
-            if mixed is not None and mixed.any():
-                targets[mixed.to(device)] = self._teacher_features(teacher_crops[mixed], device)
         else:
-            targets = self._teacher_features(teacher_crops, device)
+            with torch.no_grad():
+                hr = network_input(batch.get("teacher", batch["student"]), self.teacher_spec.input, device)
+                targets = self.teacher(hr).float()
+                if self.fused:
+                    targets = (targets + self.teacher(hr.flip(3)).float()) / 2
         inputs = {"images": images, "targets": targets}
         if self.module.head is not None:
             inputs["labels"] = batch["label"].to(device, non_blocking=True)
