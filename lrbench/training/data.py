@@ -27,6 +27,7 @@ from ..ranges import parse_ranges
 from ..specs import CropTemplate
 
 ALIGN_THREADS = min(4, os.cpu_count() or 1)  # threads decoding and aligning images (once per image)
+Degrade = Callable[[torch.Tensor, int], torch.Tensor]  # a degradation at one DF: (NCHW 0…255 batch, DF) → batch
 
 
 @dataclass
@@ -246,9 +247,7 @@ class EpochBatches:
             yield list(zip(chosen[self.local].tolist(), flips[self.local].tolist(), dfs[self.local].tolist()))
 
 
-def degrade_each(
-    batch: torch.Tensor, dfs: torch.Tensor, apply: Callable[[torch.Tensor, int], torch.Tensor]
-) -> torch.Tensor:
+def degrade_each(batch: torch.Tensor, dfs: torch.Tensor, apply: Degrade) -> torch.Tensor:
     """Each image of a float NCHW 0…255 batch degraded at its own DF: one call of ``apply`` per distinct DF."""
     out = batch.clone()
     for df in dfs.unique().tolist():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
@@ -16,7 +16,7 @@ from ..eval.models import build_backbone, check_network_size
 from ..eval.precision import autocast_for, require_finite
 from ..options import parse_options
 from ..specs import InputSpec
-from .data import degrade_each
+from .data import Degrade, degrade_each
 
 
 def trainable_network(name: str, weights: str | None, options: Sequence[str], flag: str = "--option"):
@@ -48,7 +48,7 @@ def frozen_network(name: str, weights: str | None, options: Sequence[str], weigh
     return spec.with_options(parsed), model.eval().requires_grad_(False)
 
 
-def degradation(name: str, options: Sequence[str]) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def degradation(name: str, options: Sequence[str]) -> Degrade:
     """A registered degradation with its ``--degradation-option`` values bound."""
     spec = registry.degradation(name)
     return partial(spec.apply, **parse_options(spec, options, "--degradation-option"))
@@ -70,7 +70,7 @@ def network_input(
     spec: InputSpec,
     device: torch.device,
     dfs: torch.Tensor | None = None,
-    degrade: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    degrade: Degrade | None = None,
 ) -> torch.Tensor:
     """A uint8 (B, H, W, 3) RGB batch → the network's normalised input, each image degraded at its DF if given."""
     # NCHW-contiguous before resizing: interpolation on the NHWC view is about half as fast on CPUs.
